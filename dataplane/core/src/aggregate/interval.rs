@@ -1,0 +1,339 @@
+//! Per-shard partial aggregates for the current flush interval.
+//!
+//! Threading: owned by one shard, touched only by its ingest loop; drained by its flush task.
+//! Memory is bounded by `max_series` (distinct series per interval) and `max_timer_values`
+//! (buffered timer samples); lines over either cap are rejected with
+//! [`LineError::SeriesLimit`] / [`LineError::TimerValuesLimit`] and counted by the caller.
+
+use super::key::{HostSource, KeyBuilder};
+use super::{owner_of, Entry};
+use crate::statsd::{LineError, MetricKind, MetricLine};
+use hashbrown::hash_table::Entry as Slot;
+use hashbrown::{HashSet, HashTable};
+
+/// How a signed gauge value (`+3|g`, `-3|g`) is read, per listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GaugeDialect {
+    /// DogStatsD and gostatsd: a sign is part of the value, which is set.
+    #[default]
+    Dogstatsd,
+    /// Etsy statsd: a signed value adjusts the current value.
+    Etsy,
+}
+
+/// A gauge's partial for one interval on one shard.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct GaugePartial {
+    /// Last absolute value seen this interval.
+    pub abs: Option<f64>,
+    /// When `abs` was seen (monotonic nanoseconds), to order shards' values.
+    pub abs_at: u64,
+    /// Sum of deltas seen after `abs` (or this interval, if there is no `abs`).
+    pub delta: f64,
+}
+
+/// A timer's partial: raw values and the sample-rate-scaled count.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TimerPartial {
+    /// Raw values in arrival order.
+    pub values: Vec<f64>,
+    /// Sum of `1/rate` over the values.
+    pub sampled_count: f64,
+}
+
+/// A set's partial: hashes of the distinct members.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SetPartial {
+    /// 64-bit hashes of the members (collisions are negligible at set sizes seen in statsd).
+    pub members: HashSet<u64>,
+}
+
+/// Partial aggregates drained from a shard at a flush, all for one owner.
+#[derive(Debug, Default)]
+pub struct Partials {
+    /// Counter sums (already scaled by 1/rate).
+    pub counters: Vec<Entry<f64>>,
+    /// Gauge partials.
+    pub gauges: Vec<Entry<GaugePartial>>,
+    /// Timer partials (timers, histograms, distributions).
+    pub timers: Vec<Entry<TimerPartial>>,
+    /// Set partials.
+    pub sets: Vec<Entry<SetPartial>>,
+}
+
+impl Partials {
+    /// Number of series in this part.
+    pub fn len(&self) -> usize {
+        self.counters.len() + self.gauges.len() + self.timers.len() + self.sets.len()
+    }
+    /// Whether this part is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Where a line came from and how to read it.
+#[derive(Debug, Clone, Copy)]
+pub struct LineContext<'a> {
+    /// Source of the series' host.
+    pub host: HostSource<'a>,
+    /// Gauge sign dialect of the listener.
+    pub dialect: GaugeDialect,
+    /// Monotonic time of the datagram, nanoseconds.
+    pub now_ns: u64,
+}
+
+/// The shard-local aggregator for the current interval.
+#[derive(Debug)]
+pub struct IntervalAggregator {
+    keys: KeyBuilder,
+    counters: HashTable<Entry<f64>>,
+    gauges: HashTable<Entry<GaugePartial>>,
+    timers: HashTable<Entry<TimerPartial>>,
+    sets: HashTable<Entry<SetPartial>>,
+    series: usize,
+    max_series: usize,
+    timer_values: usize,
+    max_timer_values: usize,
+}
+
+fn slot<'t, V: Default>(
+    table: &'t mut HashTable<Entry<V>>,
+    keys: &KeyBuilder,
+    hash: u64,
+    series: &mut usize,
+    max_series: usize,
+) -> Result<&'t mut V, LineError> {
+    match table.entry(hash, |e| keys.matches(&e.key), |e| e.hash) {
+        Slot::Occupied(o) => Ok(&mut o.into_mut().val),
+        Slot::Vacant(v) => {
+            if *series >= max_series {
+                return Err(LineError::SeriesLimit);
+            }
+            *series += 1;
+            let e = v.insert(Entry {
+                hash,
+                key: keys.to_key(),
+                val: V::default(),
+            });
+            Ok(&mut e.into_mut().val)
+        }
+    }
+}
+
+impl IntervalAggregator {
+    /// A new aggregator. `seed` must be the same on every shard of the process.
+    pub fn new(seed: u64, max_tags: usize, max_series: usize, max_timer_values: usize) -> Self {
+        Self {
+            keys: KeyBuilder::new(seed, max_tags),
+            counters: HashTable::new(),
+            gauges: HashTable::new(),
+            timers: HashTable::new(),
+            sets: HashTable::new(),
+            series: 0,
+            max_series,
+            timer_values: 0,
+            max_timer_values,
+        }
+    }
+
+    /// The key builder (shared seed), for owners that must hash keys the same way.
+    pub fn keys(&self) -> &KeyBuilder {
+        &self.keys
+    }
+
+    /// Distinct series held for the current interval.
+    pub fn series(&self) -> usize {
+        self.series
+    }
+
+    /// Folds one parsed line into the interval's partials.
+    ///
+    /// # Errors
+    /// [`LineError::TooManyTags`], [`LineError::SeriesLimit`] or
+    /// [`LineError::TimerValuesLimit`]; the line is then not applied at all.
+    pub fn ingest(&mut self, line: &MetricLine<'_>, cx: LineContext<'_>) -> Result<(), LineError> {
+        let hash = self.keys.build(line.name, line.tags, cx.host)?;
+        let (keys, n, max) = (&self.keys, &mut self.series, self.max_series);
+        match line.kind {
+            MetricKind::Counter => {
+                let sum = slot(&mut self.counters, keys, hash, n, max)?;
+                let scale = 1.0 / line.sample_rate;
+                for (v, _) in line.values() {
+                    *sum += v * scale;
+                }
+            }
+            MetricKind::Gauge => {
+                let g = slot(&mut self.gauges, keys, hash, n, max)?;
+                for (v, signed) in line.values() {
+                    if signed && cx.dialect == GaugeDialect::Etsy {
+                        g.delta += v;
+                    } else {
+                        g.abs = Some(v);
+                        g.abs_at = cx.now_ns;
+                        g.delta = 0.0;
+                    }
+                }
+            }
+            MetricKind::Timer | MetricKind::Histogram | MetricKind::Distribution => {
+                let count = if line.packed {
+                    line.values().count()
+                } else {
+                    1
+                };
+                if self.timer_values + count > self.max_timer_values {
+                    return Err(LineError::TimerValuesLimit);
+                }
+                let t = slot(&mut self.timers, keys, hash, n, max)?;
+                self.timer_values += count;
+                let scale = 1.0 / line.sample_rate;
+                for (v, _) in line.values() {
+                    t.values.push(v);
+                    t.sampled_count += scale;
+                }
+            }
+            MetricKind::Set => {
+                let member = self.keys.hash_member(line.raw_values);
+                let keys = &self.keys;
+                let s = slot(&mut self.sets, keys, hash, n, max)?;
+                s.members.insert(member);
+            }
+        }
+        Ok(())
+    }
+
+    /// Drains the interval's partials into one [`Partials`] per owner shard (`shards` parts,
+    /// indexed by owner). The tables keep their capacity for the next interval.
+    pub fn drain_by_owner(&mut self, shards: usize) -> Vec<Partials> {
+        let shards = shards.max(1);
+        let mut parts: Vec<Partials> = (0..shards).map(|_| Partials::default()).collect();
+        fn spread<V>(
+            t: &mut HashTable<Entry<V>>,
+            parts: &mut [Partials],
+            pick: fn(&mut Partials) -> &mut Vec<Entry<V>>,
+        ) {
+            let n = parts.len();
+            for e in t.drain() {
+                if let Some(p) = parts.get_mut(owner_of(e.hash, n)) {
+                    pick(p).push(e);
+                }
+            }
+        }
+        spread(&mut self.counters, &mut parts, |p| &mut p.counters);
+        spread(&mut self.gauges, &mut parts, |p| &mut p.gauges);
+        spread(&mut self.timers, &mut parts, |p| &mut p.timers);
+        spread(&mut self.sets, &mut parts, |p| &mut p.sets);
+        self.series = 0;
+        self.timer_values = 0;
+        parts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::statsd::parse_metric;
+
+    fn cx(dialect: GaugeDialect) -> LineContext<'static> {
+        LineContext {
+            host: HostSource::Sender("h"),
+            dialect,
+            now_ns: 1,
+        }
+    }
+
+    fn feed(
+        a: &mut IntervalAggregator,
+        line: &str,
+        dialect: GaugeDialect,
+    ) -> Result<(), LineError> {
+        a.ingest(&parse_metric(line.as_bytes()).unwrap(), cx(dialect))
+    }
+
+    #[test]
+    fn counters_are_scaled_by_sample_rate_without_truncation() {
+        let mut a = IntervalAggregator::new(1, 64, 100, 100);
+        for _ in 0..3 {
+            feed(&mut a, "x:1|c|@0.3", GaugeDialect::Dogstatsd).unwrap();
+        }
+        let p = a.drain_by_owner(1).pop().unwrap();
+        assert!(
+            (p.counters[0].val - 10.0).abs() < 1e-9,
+            "{}",
+            p.counters[0].val
+        );
+    }
+
+    #[test]
+    fn etsy_dialect_tracks_deltas_after_the_last_absolute() {
+        let mut a = IntervalAggregator::new(1, 64, 100, 100);
+        for l in ["g:5|g", "g:+3|g", "g:-1|g"] {
+            feed(&mut a, l, GaugeDialect::Etsy).unwrap();
+        }
+        let p = a.drain_by_owner(1).pop().unwrap();
+        assert_eq!(p.gauges[0].val.abs, Some(5.0));
+        assert_eq!(p.gauges[0].val.delta, 2.0);
+    }
+
+    #[test]
+    fn dogstatsd_dialect_sets_signed_values() {
+        let mut a = IntervalAggregator::new(1, 64, 100, 100);
+        for l in ["g:5|g", "g:-3|g"] {
+            feed(&mut a, l, GaugeDialect::Dogstatsd).unwrap();
+        }
+        let p = a.drain_by_owner(1).pop().unwrap();
+        assert_eq!(p.gauges[0].val.abs, Some(-3.0));
+        assert_eq!(p.gauges[0].val.delta, 0.0);
+    }
+
+    #[test]
+    fn packed_timer_values_are_all_counted() {
+        let mut a = IntervalAggregator::new(1, 64, 100, 100);
+        feed(&mut a, "t:1:2:3|ms", GaugeDialect::Dogstatsd).unwrap();
+        let p = a.drain_by_owner(1).pop().unwrap();
+        assert_eq!(p.timers[0].val.values, vec![1.0, 2.0, 3.0]);
+        assert_eq!(p.timers[0].val.sampled_count, 3.0);
+    }
+
+    #[test]
+    fn series_cap_rejects_new_series_but_keeps_existing_ones() {
+        let mut a = IntervalAggregator::new(1, 64, 2, 100);
+        feed(&mut a, "a:1|c", GaugeDialect::Dogstatsd).unwrap();
+        feed(&mut a, "b:1|g", GaugeDialect::Dogstatsd).unwrap();
+        assert_eq!(
+            feed(&mut a, "c:1|c", GaugeDialect::Dogstatsd),
+            Err(LineError::SeriesLimit)
+        );
+        feed(&mut a, "a:1|c", GaugeDialect::Dogstatsd).unwrap();
+        assert_eq!(a.series(), 2);
+    }
+
+    #[test]
+    fn timer_value_cap_is_enforced() {
+        let mut a = IntervalAggregator::new(1, 64, 10, 3);
+        feed(&mut a, "t:1:2|ms", GaugeDialect::Dogstatsd).unwrap();
+        assert_eq!(
+            feed(&mut a, "t:1:2|ms", GaugeDialect::Dogstatsd),
+            Err(LineError::TimerValuesLimit)
+        );
+        let _ = a.drain_by_owner(1);
+        feed(&mut a, "t:1:2|ms", GaugeDialect::Dogstatsd).unwrap();
+    }
+
+    #[test]
+    fn drain_splits_by_owner_and_resets() {
+        let mut a = IntervalAggregator::new(1, 64, 10_000, 100);
+        for i in 0..1000 {
+            feed(&mut a, &format!("m{i}:1|c"), GaugeDialect::Dogstatsd).unwrap();
+        }
+        let parts = a.drain_by_owner(4);
+        assert_eq!(parts.len(), 4);
+        assert_eq!(parts.iter().map(Partials::len).sum::<usize>(), 1000);
+        for (o, p) in parts.iter().enumerate() {
+            assert!(p.counters.iter().all(|e| owner_of(e.hash, 4) == o));
+        }
+        assert_eq!(a.series(), 0);
+        assert!(a.drain_by_owner(4).iter().all(Partials::is_empty));
+    }
+}

@@ -1,0 +1,228 @@
+//! Series identity: metric name, canonical tags and host, packed into one byte string.
+//!
+//! Tags are canonicalised so that tag order never splits a series: empty tags dropped, sorted,
+//! de-duplicated. The key is built in a reusable scratch buffer, so looking up an existing
+//! series allocates nothing; only a new series copies its key into a `Box<[u8]>`.
+
+use crate::statsd::LineError;
+use std::hash::BuildHasher;
+
+/// A packed series key: `name ++ tags joined by ',' ++ host`, with the part lengths.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SeriesKey {
+    bytes: Box<[u8]>,
+    name_len: u32,
+    tags_len: u32,
+}
+
+impl SeriesKey {
+    /// The metric name.
+    pub fn name(&self) -> &str {
+        self.part(0, self.name_len as usize)
+    }
+    /// Canonical tags joined by `,` (empty when there are none).
+    pub fn tags_joined(&self) -> &str {
+        let start = self.name_len as usize;
+        self.part(start, start + self.tags_len as usize)
+    }
+    /// Canonical tags.
+    pub fn tags(&self) -> impl Iterator<Item = &str> {
+        self.tags_joined().split(',').filter(|t| !t.is_empty())
+    }
+    /// The host (empty when unknown).
+    pub fn host(&self) -> &str {
+        self.part((self.name_len + self.tags_len) as usize, self.bytes.len())
+    }
+    fn part(&self, a: usize, b: usize) -> &str {
+        // Keys are only built from `&str` parts split at char boundaries.
+        self.bytes
+            .get(a..b)
+            .and_then(|s| std::str::from_utf8(s).ok())
+            .unwrap_or("")
+    }
+    /// Heap bytes held by this key.
+    pub fn heap_bytes(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
+/// Builds canonical keys in reusable scratch space and hashes them with a process-wide seed
+/// (the same on every shard, so `hash % shards` names one owner).
+#[derive(Debug, Clone)]
+pub struct KeyBuilder {
+    hasher: foldhash::fast::FixedState,
+    buf: Vec<u8>,
+    tags: Vec<(u32, u32)>,
+    name_len: u32,
+    tags_len: u32,
+    /// Maximum number of tags accepted on one line.
+    pub max_tags: usize,
+}
+
+/// Where the host of a series comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostSource<'a> {
+    /// The sender's address (gostatsd's default).
+    Sender(&'a str),
+    /// A `host:` tag, removed from the tags (gostatsd's `ignore-host`); empty if absent.
+    Tag,
+}
+
+impl KeyBuilder {
+    /// A builder hashing with `seed`.
+    pub fn new(seed: u64, max_tags: usize) -> Self {
+        Self {
+            hasher: foldhash::fast::FixedState::with_seed(seed),
+            buf: Vec::with_capacity(256),
+            tags: Vec::with_capacity(32),
+            name_len: 0,
+            tags_len: 0,
+            max_tags,
+        }
+    }
+
+    /// Builds the canonical key of `name` with the raw DogStatsD tag list `raw_tags` and returns
+    /// its hash. The key stays in the scratch buffer until the next call.
+    ///
+    /// # Errors
+    /// [`LineError::TooManyTags`] when the line carries more than `max_tags` tags.
+    pub fn build(
+        &mut self,
+        name: &str,
+        raw_tags: &str,
+        host: HostSource<'_>,
+    ) -> Result<u64, LineError> {
+        self.tags.clear();
+        let mut host_tag: Option<(u32, u32)> = None;
+        let mut start = 0usize;
+        let rb = raw_tags.as_bytes();
+        while start <= rb.len() {
+            let end = memchr::memchr(b',', &rb[start..]).map_or(rb.len(), |i| start + i);
+            if end > start {
+                let tag = &raw_tags[start..end];
+                if host == HostSource::Tag && tag.starts_with("host:") {
+                    host_tag = Some((start as u32 + 5, end as u32));
+                } else {
+                    if self.tags.len() >= self.max_tags {
+                        return Err(LineError::TooManyTags);
+                    }
+                    self.tags.push((start as u32, end as u32));
+                }
+            }
+            start = end + 1;
+        }
+        let slice = |&(a, b): &(u32, u32)| &raw_tags[a as usize..b as usize];
+        if self.tags.len() > 1 {
+            self.tags.sort_unstable_by(|a, b| slice(a).cmp(slice(b)));
+            self.tags.dedup_by(|a, b| slice(a) == slice(b));
+        }
+        self.buf.clear();
+        self.buf.extend_from_slice(name.as_bytes());
+        let tags_start = self.buf.len();
+        for (i, t) in self.tags.iter().enumerate() {
+            if i > 0 {
+                self.buf.push(b',');
+            }
+            self.buf.extend_from_slice(slice(t).as_bytes());
+        }
+        self.name_len = name.len() as u32;
+        self.tags_len = (self.buf.len() - tags_start) as u32;
+        match host {
+            HostSource::Sender(h) => self.buf.extend_from_slice(h.as_bytes()),
+            HostSource::Tag => {
+                if let Some(h) = host_tag {
+                    self.buf.extend_from_slice(slice(&h).as_bytes());
+                }
+            }
+        }
+        Ok(self.hash_current())
+    }
+
+    fn hash_current(&self) -> u64 {
+        self.hasher
+            .hash_one((&self.buf[..], self.name_len, self.tags_len))
+    }
+
+    /// Hashes an owned key exactly as [`KeyBuilder::build`] hashed its scratch form.
+    pub fn hash_key(&self, key: &SeriesKey) -> u64 {
+        self.hasher
+            .hash_one((&key.bytes[..], key.name_len, key.tags_len))
+    }
+
+    /// Whether the scratch key equals `key`.
+    pub fn matches(&self, key: &SeriesKey) -> bool {
+        key.name_len == self.name_len && key.tags_len == self.tags_len && *key.bytes == self.buf[..]
+    }
+
+    /// Copies the scratch key into an owned key (the one allocation of a new series).
+    pub fn to_key(&self) -> SeriesKey {
+        SeriesKey {
+            bytes: self.buf.as_slice().into(),
+            name_len: self.name_len,
+            tags_len: self.tags_len,
+        }
+    }
+
+    /// Hashes a set member with the same seed.
+    pub fn hash_member(&self, member: &str) -> u64 {
+        self.hasher.hash_one(member)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(b: &mut KeyBuilder, name: &str, tags: &str, host: HostSource<'_>) -> (u64, SeriesKey) {
+        let h = b.build(name, tags, host).unwrap();
+        (h, b.to_key())
+    }
+
+    #[test]
+    fn tag_order_duplicates_and_empties_do_not_split_a_series() {
+        let mut b = KeyBuilder::new(7, 64);
+        let (h1, k1) = key(&mut b, "m", "b:2,a:1", HostSource::Sender("h"));
+        let (h2, k2) = key(&mut b, "m", "a:1,,b:2,a:1,", HostSource::Sender("h"));
+        assert_eq!(h1, h2);
+        assert_eq!(k1, k2);
+        assert_eq!(k1.tags().collect::<Vec<_>>(), vec!["a:1", "b:2"]);
+        assert_eq!(k1.name(), "m");
+        assert_eq!(k1.host(), "h");
+    }
+
+    #[test]
+    fn parts_cannot_bleed_into_each_other() {
+        let mut b = KeyBuilder::new(7, 64);
+        let (_, k1) = key(&mut b, "ab", "", HostSource::Sender("c"));
+        let (_, k2) = key(&mut b, "a", "", HostSource::Sender("bc"));
+        assert_ne!(k1, k2);
+    }
+
+    #[test]
+    fn host_tag_becomes_the_host_when_ignoring_sender() {
+        let mut b = KeyBuilder::new(7, 64);
+        let (_, k) = key(&mut b, "m", "env:prod,host:web-9", HostSource::Tag);
+        assert_eq!(k.host(), "web-9");
+        assert_eq!(k.tags_joined(), "env:prod");
+        let (_, k) = key(&mut b, "m", "host:web-9", HostSource::Sender("10.0.0.1"));
+        assert_eq!(k.host(), "10.0.0.1");
+        assert_eq!(k.tags_joined(), "host:web-9");
+    }
+
+    #[test]
+    fn too_many_tags_is_an_error() {
+        let mut b = KeyBuilder::new(7, 2);
+        assert_eq!(
+            b.build("m", "a,b,c", HostSource::Tag),
+            Err(LineError::TooManyTags)
+        );
+    }
+
+    #[test]
+    fn owned_key_hash_equals_scratch_hash() {
+        let mut b = KeyBuilder::new(99, 64);
+        let (h, k) = key(&mut b, "m", "z,y", HostSource::Sender("h"));
+        assert_eq!(b.hash_key(&k), h);
+        assert!(b.matches(&k));
+    }
+}

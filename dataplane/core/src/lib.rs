@@ -1,0 +1,13 @@
+//! Pure core of Switchyard: the metric model, the statsd/DogStatsD codec, gostatsd-compatible
+//! aggregation, wire encoders and the configuration schema.
+//!
+//! Nothing here knows about threads, sockets or async runtimes, so all of it is cheap to test,
+//! fuzz and benchmark. The glommio shards (`switchyard-shard`) and the egress sinks
+//! (`switchyard-sinks`) are built on top of it.
+
+pub mod aggregate;
+pub mod config;
+pub mod encode;
+pub mod model;
+pub mod statsd;
+pub mod telemetry;

@@ -1,0 +1,235 @@
+//! The flush loop of one shard.
+//!
+//! Every `flush_interval` (deadlines from one process-wide epoch, or aligned to wall-clock
+//! multiples) each shard drains its interval partials split by owner, sends every other
+//! shard its part over the glommio channel mesh, merges its own part and the parts it
+//! receives into its [`OwnerStore`], and emits what it owns, once, into one batch that goes
+//! to every routed sink's queue with `try_send` (a full queue is counted, never waited on).
+//! This is gostatsd's `MetricMap.Split`, done once per flush, never per line.
+//!
+//! Shutdown: when the shutdown flag is seen, the shard stops its receive loops, drains what
+//! the kernel already queued, and runs final rounds until every shard has sent a final part,
+//! so nothing accepted is left behind in a partial.
+//!
+//! Metrics (via [`FlushCounters`](switchyard_core::telemetry::FlushCounters)):
+//! `switchyard_flush_total`, `switchyard_flush_duration_seconds`, `switchyard_flush_series_total`,
+//! `switchyard_flush_values_total`, `switchyard_series_expired_total`, `switchyard_series_active`,
+//! and per sink `switchyard_sink_enqueued_*` / `switchyard_sink_queue_full_*`.
+
+use crate::ingest::{self, Listener, ShardState};
+use crossbeam_channel::TrySendError;
+use glommio::channels::channel_mesh::{Full, MeshBuilder, Receivers, Senders};
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use switchyard_core::aggregate::{OwnerStore, Partials};
+use switchyard_core::model::SeriesBatch;
+use switchyard_core::telemetry::Telemetry;
+use switchyard_sinks::SinkHandle;
+
+/// One shard's partials for one owner, for one round.
+#[derive(Debug)]
+pub struct Exchange {
+    /// The partial aggregates.
+    pub partials: Partials,
+    /// The sender will not send again (shutdown).
+    pub last: bool,
+}
+
+/// The channel mesh the shards exchange partials over.
+pub type Mesh = MeshBuilder<Exchange, Full>;
+
+/// What the flush loop needs.
+#[derive(Debug)]
+pub struct FlushConfig {
+    /// This shard.
+    pub shard: usize,
+    /// All shards.
+    pub shards: usize,
+    /// Flush interval.
+    pub interval: Duration,
+    /// Align to wall-clock multiples of the interval.
+    pub align: bool,
+    /// Series idle longer than this stop being reported (0: report only updated series).
+    pub expiry: Duration,
+    /// Timer percentiles.
+    pub percentiles: Vec<f64>,
+}
+
+/// Everything shared with the outside world.
+#[derive(Debug)]
+pub struct FlushIo {
+    /// Routed sinks.
+    pub sinks: Vec<SinkHandle>,
+    /// The telemetry board.
+    pub telemetry: Arc<Telemetry>,
+    /// Set by the process on SIGTERM/SIGINT.
+    pub shutdown: Arc<AtomicBool>,
+}
+
+const TICK: Duration = Duration::from_millis(50);
+const PUBLISH_EVERY: Duration = Duration::from_secs(1);
+
+fn next_deadline(cfg: &FlushConfig, epoch: Instant, round: u64) -> Instant {
+    if cfg.align {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        let iv = cfg.interval.as_nanos().max(1);
+        let rem = now.as_nanos() % iv;
+        let wait = iv - rem;
+        Instant::now() + Duration::from_nanos(wait as u64)
+    } else {
+        epoch + cfg.interval.saturating_mul(round as u32 + 1)
+    }
+}
+
+/// Runs the flush loop until the final round; returns when this shard is done.
+pub async fn run(
+    cfg: FlushConfig,
+    io: FlushIo,
+    st: Rc<RefCell<ShardState>>,
+    listeners: Vec<Rc<Listener>>,
+    stop: Rc<Cell<bool>>,
+    mesh: Option<Mesh>,
+) {
+    let peers: Option<(Senders<Exchange>, Receivers<Exchange>)> = match mesh {
+        Some(m) => match m.join().await {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::error!(error = %e, shard = cfg.shard, "joining the shard mesh failed; flushing alone");
+                None
+            }
+        },
+        None => None,
+    };
+    let mut store = OwnerStore::new(&cfg.percentiles, cfg.expiry.as_nanos() as u64);
+    let epoch = st.borrow().epoch;
+    let mut last_publish = Instant::now();
+    let mut round: u64 = 0;
+    let mut aligned_deadline = next_deadline(&cfg, epoch, round);
+    loop {
+        // Wait for the deadline, publishing counters and watching for shutdown.
+        while !io.shutdown.load(Ordering::Relaxed) {
+            let now = Instant::now();
+            if now >= aligned_deadline {
+                break;
+            }
+            if now.duration_since(last_publish) >= PUBLISH_EVERY {
+                publish(&io, &cfg, &st);
+                last_publish = now;
+            }
+            glommio::timer::sleep(TICK.min(aligned_deadline - now)).await;
+        }
+        let last = io.shutdown.load(Ordering::Relaxed);
+        if last && !stop.get() {
+            stop.set(true);
+            let mut s = st.borrow_mut();
+            for l in &listeners {
+                ingest::drain(l, &mut s);
+            }
+        }
+        let everyone_done = flush_round(&cfg, &io, &st, &mut store, peers.as_ref(), last).await;
+        publish(&io, &cfg, &st);
+        last_publish = Instant::now();
+        if last && everyone_done {
+            return;
+        }
+        if !last {
+            round += 1;
+            aligned_deadline = next_deadline(&cfg, epoch, round);
+        }
+    }
+}
+
+fn publish(io: &FlushIo, cfg: &FlushConfig, st: &Rc<RefCell<ShardState>>) {
+    let mut s = st.borrow_mut();
+    s.counters.interval_series = s.agg.series() as u64;
+    io.telemetry.publish(cfg.shard, &s.counters);
+}
+
+/// One exchange-merge-emit round. Returns whether every shard (this one included) marked its
+/// part as the last.
+async fn flush_round(
+    cfg: &FlushConfig,
+    io: &FlushIo,
+    st: &Rc<RefCell<ShardState>>,
+    store: &mut OwnerStore,
+    peers: Option<&(Senders<Exchange>, Receivers<Exchange>)>,
+    last: bool,
+) -> bool {
+    let started = Instant::now();
+    let (mut parts, now_ns) = {
+        let mut s = st.borrow_mut();
+        let now_ns = s.now_ns();
+        (s.agg.drain_by_owner(cfg.shards), now_ns)
+    };
+    let mine = parts
+        .get_mut(cfg.shard)
+        .map(std::mem::take)
+        .unwrap_or_default();
+    let mut all_last = last;
+    if let Some((tx, _)) = peers {
+        for (peer, partials) in parts.into_iter().enumerate() {
+            if peer != cfg.shard && tx.send_to(peer, Exchange { partials, last }).await.is_err() {
+                tracing::debug!(shard = cfg.shard, peer, "peer already stopped");
+            }
+        }
+    }
+    store.merge(mine, now_ns);
+    if let Some((_, rx)) = peers {
+        for peer in 0..cfg.shards {
+            if peer == cfg.shard {
+                continue;
+            }
+            match rx.recv_from(peer).await {
+                Ok(Some(x)) => {
+                    all_last &= x.last;
+                    store.merge(x.partials, now_ns);
+                }
+                // A peer that has stopped sends no more: it is done.
+                Ok(None) | Err(_) => {}
+            }
+            glommio::yield_if_needed().await;
+        }
+    }
+    let wall = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut batch = SeriesBatch::new(wall, cfg.interval.as_secs_f64());
+    let fs = store.flush(&mut batch, now_ns);
+    let mut s = st.borrow_mut();
+    let c = &mut s.counters;
+    if !batch.is_empty() {
+        let values = batch.len() as u64;
+        let batch = Arc::new(batch);
+        for (i, sink) in io.sinks.iter().enumerate() {
+            let Some(sc) = c.sinks.get_mut(i) else {
+                continue;
+            };
+            match sink.tx.try_send(batch.clone()) {
+                Ok(()) => {
+                    sc.batches_enqueued += 1;
+                    sc.values_enqueued += values;
+                }
+                Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                    sc.batches_dropped_full += 1;
+                    sc.values_dropped_full += values;
+                    tracing::warn!(sink = %sink.name, values, "sink queue full: batch dropped");
+                }
+            }
+        }
+    }
+    let f = &mut c.flush;
+    f.flushes += 1;
+    let d = started.elapsed().as_nanos() as u64;
+    f.last_duration_ns = d;
+    f.total_duration_ns += d;
+    f.series_emitted += fs.series_emitted;
+    f.values_emitted += fs.values_emitted;
+    f.series_expired += fs.series_expired;
+    f.series_active = fs.series_active;
+    all_last
+}

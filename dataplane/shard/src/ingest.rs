@@ -1,0 +1,229 @@
+//! The receive loop: read a batch of datagrams, parse every line, fold it into the shard's
+//! interval aggregates, repeat; park on socket readiness only when the queue is empty.
+//!
+//! Nothing here allocates per line or per datagram: lines borrow from the receive buffer,
+//! series keys are built in scratch space, and the sender's address is formatted only when
+//! it differs from the previous datagram's.
+//!
+//! Metrics (via `StatsdCounters`): `switchyard_statsd_datagrams_total`,
+//! `switchyard_statsd_bytes_total`, `switchyard_statsd_truncated_datagrams_total`,
+//! `switchyard_statsd_lines_total{result,reason}`, `switchyard_statsd_events_total`,
+//! `switchyard_statsd_service_checks_total`.
+
+use crate::recv::{format_ip, ip_bytes, Datagram, RecvBuffers};
+use std::cell::{Cell, RefCell};
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+use switchyard_core::aggregate::{GaugeDialect, HostSource, IntervalAggregator, LineContext};
+use switchyard_core::statsd::{lines, parse_message, LineError, Message};
+use switchyard_core::telemetry::ShardCounters;
+
+/// A shard's socket for one listener.
+#[derive(Debug)]
+pub enum ListenSocket {
+    /// A `SO_REUSEPORT` UDP socket.
+    Udp(glommio::net::UdpSocket),
+    /// A Unix datagram socket.
+    Unix(glommio::net::UnixDatagram),
+}
+
+/// Waits until a datagram is queued (a one-byte `MSG_PEEK` through io_uring).
+async fn readable(s: &glommio::net::UdpSocket) {
+    let mut one = [0u8; 1];
+    if let Err(e) = s.peek_from(&mut one).await {
+        tracing::warn!(error = %e, "waiting for datagrams failed; retrying");
+        glommio::timer::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// One listener on one shard: its socket, its receive buffers and its gauge dialect.
+#[derive(Debug)]
+pub struct Listener {
+    /// The socket.
+    pub socket: ListenSocket,
+    bufs: RefCell<RecvBuffers>,
+    dialect: GaugeDialect,
+}
+
+impl Listener {
+    /// A listener reading `batch` datagrams of up to `slot` bytes per call.
+    pub fn new(socket: ListenSocket, dialect: GaugeDialect, batch: usize, slot: usize) -> Self {
+        Self {
+            socket,
+            bufs: RefCell::new(RecvBuffers::new(batch, slot)),
+            dialect,
+        }
+    }
+}
+
+/// The shard's ingest state: aggregates and counters, plain data owned by the shard.
+#[derive(Debug)]
+pub struct ShardState {
+    /// Partial aggregates of the current interval.
+    pub agg: IntervalAggregator,
+    /// The shard's counters.
+    pub counters: ShardCounters,
+    /// Take the host from a `host:` tag instead of the sender.
+    pub ignore_host: bool,
+    /// Process-wide monotonic epoch (the same on every shard).
+    pub epoch: Instant,
+    host: String,
+    last_ip: [u8; 16],
+}
+
+impl ShardState {
+    /// New state.
+    pub fn new(agg: IntervalAggregator, sinks: usize, ignore_host: bool, epoch: Instant) -> Self {
+        let mut counters = ShardCounters::default();
+        counters.sinks.resize(sinks, Default::default());
+        Self {
+            agg,
+            counters,
+            ignore_host,
+            epoch,
+            host: String::new(),
+            last_ip: [0xff; 16],
+        }
+    }
+
+    /// Nanoseconds since the process epoch.
+    pub fn now_ns(&self) -> u64 {
+        self.epoch.elapsed().as_nanos() as u64
+    }
+}
+
+fn process_datagram(st: &mut ShardState, d: Datagram<'_>, dialect: GaugeDialect, now_ns: u64) {
+    let ShardState {
+        agg,
+        counters,
+        ignore_host,
+        host,
+        last_ip,
+        ..
+    } = st;
+    let c = &mut counters.statsd;
+    c.datagrams += 1;
+    c.bytes += d.data.len() as u64;
+    let mut data = d.data;
+    if d.truncated {
+        c.truncated_datagrams += 1;
+        // The last line was cut by the kernel: keep only complete lines, reject the tail.
+        match memchr_last_newline(data) {
+            Some(i) => data = &data[..i],
+            None => data = &[],
+        }
+        c.reject(LineError::TooLong);
+    }
+    let source = if *ignore_host {
+        HostSource::Tag
+    } else {
+        match d.sender {
+            Some(addr) => {
+                let ip = ip_bytes(addr);
+                if ip != *last_ip {
+                    format_ip(addr, host);
+                    *last_ip = ip;
+                }
+                HostSource::Sender(host.as_str())
+            }
+            None => HostSource::Sender(""),
+        }
+    };
+    let cx = LineContext {
+        host: source,
+        dialect,
+        now_ns,
+    };
+    for line in lines(data) {
+        match parse_message(line) {
+            Ok(Message::Metric(m)) => match agg.ingest(&m, cx) {
+                Ok(()) => c.lines_ok += 1,
+                Err(e) => c.reject(e),
+            },
+            Ok(Message::Event(_)) => c.events += 1,
+            Ok(Message::ServiceCheck(_)) => c.service_checks += 1,
+            Err(e) => c.reject(e),
+        }
+    }
+}
+
+fn memchr_last_newline(b: &[u8]) -> Option<usize> {
+    b.iter().rposition(|x| *x == b'\n')
+}
+
+/// Reads and processes one batch without blocking; returns the datagrams read. Unix
+/// datagram sockets are read by their own loop and return 0 here.
+pub fn read_batch(l: &Listener, st: &mut ShardState) -> usize {
+    let ListenSocket::Udp(sock) = &l.socket else {
+        return 0;
+    };
+    let mut bufs = l.bufs.borrow_mut();
+    let n = match bufs.recv(sock.as_raw_fd()) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(error = %e, "recvmmsg failed");
+            0
+        }
+    };
+    if n > 0 {
+        st.counters.statsd.recv_batches += 1;
+        let now_ns = st.now_ns();
+        for d in bufs.datagrams() {
+            process_datagram(st, d, l.dialect, now_ns);
+        }
+    }
+    n
+}
+
+/// Reads everything already queued on the socket (used at shutdown, before the last flush).
+pub fn drain(l: &Listener, st: &mut ShardState) {
+    while read_batch(l, st) > 0 {}
+}
+
+/// The receive loop of one listener; returns when `stop` is set.
+pub async fn run(l: Rc<Listener>, st: Rc<RefCell<ShardState>>, stop: Rc<Cell<bool>>) {
+    match &l.socket {
+        ListenSocket::Udp(sock) => loop {
+            if stop.get() {
+                return;
+            }
+            let n = read_batch(&l, &mut st.borrow_mut());
+            if n == 0 {
+                readable(sock).await;
+            } else {
+                glommio::yield_if_needed().await;
+            }
+        },
+        // glommio 0.9 exposes no descriptor for its Unix datagram socket, so this path reads
+        // one datagram per io_uring operation instead of batching with recvmmsg.
+        ListenSocket::Unix(sock) => {
+            let slot = l.bufs.borrow().slot();
+            let mut buf = vec![0u8; slot + 1];
+            loop {
+                if stop.get() {
+                    return;
+                }
+                match sock.recv_from(&mut buf).await {
+                    Ok((n, _)) => {
+                        let truncated = n > slot;
+                        let d = Datagram {
+                            data: &buf[..n.min(slot)],
+                            truncated,
+                            sender: None,
+                        };
+                        let mut s = st.borrow_mut();
+                        let now_ns = s.now_ns();
+                        s.counters.statsd.recv_batches += 1;
+                        process_datagram(&mut s, d, l.dialect, now_ns);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "unix datagram receive failed");
+                        glommio::timer::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+                glommio::yield_if_needed().await;
+            }
+        }
+    }
+}

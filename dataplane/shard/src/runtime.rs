@@ -1,0 +1,250 @@
+//! Starting and stopping the shards.
+//!
+//! [`start`] spawns one pinned glommio executor per shard. Each binds its sockets, reports
+//! the result, then runs its receive loops (ingest task queue) and its flush loop (flush task
+//! queue, lower share) until shutdown. `start` returns only when every shard has bound every
+//! listener, so the caller can tell systemd it is ready; a bind failure on any shard stops
+//! the start with that error.
+
+use crate::flush::{self, FlushConfig, FlushIo, Mesh};
+use crate::ingest::{self, ListenSocket, Listener, ShardState};
+use crate::plan::Plan;
+use crate::socket;
+use glommio::{executor, ExecutorJoinHandle, LocalExecutorBuilder, Placement, Shares};
+use std::cell::{Cell, RefCell};
+use std::os::fd::{FromRawFd, IntoRawFd};
+use std::rc::Rc;
+use std::sync::atomic::AtomicBool;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use switchyard_core::aggregate::IntervalAggregator;
+use switchyard_core::config::{Config, ListenAddress, Listener as ListenerConfig};
+use switchyard_core::telemetry::Telemetry;
+use switchyard_sinks::SinkHandle;
+
+/// Why the dataplane did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A shard could not bind a listener.
+    #[error("shard {shard}: {message}")]
+    Bind {
+        /// Shard index.
+        shard: usize,
+        /// What failed.
+        message: String,
+    },
+    /// An executor could not be created.
+    #[error("shard {shard}: starting the executor failed: {message}")]
+    Executor {
+        /// Shard index.
+        shard: usize,
+        /// What failed.
+        message: String,
+    },
+}
+
+/// The running shards.
+#[derive(Debug)]
+pub struct Dataplane {
+    handles: Vec<ExecutorJoinHandle<()>>,
+}
+
+impl Dataplane {
+    /// Waits for every shard to finish (after the shutdown flag was set).
+    pub fn join(self) {
+        for h in self.handles {
+            if let Err(e) = h.join() {
+                tracing::error!(error = %e, "shard ended with an error");
+            }
+        }
+    }
+}
+
+struct ShardSetup {
+    shard: usize,
+    listeners: Vec<ListenerConfig>,
+    rcvbuf: usize,
+    batch: usize,
+    slot: usize,
+    seed: u64,
+    max_tags: usize,
+    max_series: usize,
+    max_timer_values: usize,
+    ignore_host: bool,
+    epoch: Instant,
+    flush: FlushConfig,
+    io: FlushIo,
+    mesh: Option<Mesh>,
+    ready: mpsc::Sender<Result<(), String>>,
+}
+
+/// Starts the shards and waits until all have bound their listeners.
+///
+/// # Errors
+/// The first shard that failed to bind or to start.
+pub fn start(
+    cfg: &Config,
+    plan: &Plan,
+    sinks: Vec<SinkHandle>,
+    telemetry: Arc<Telemetry>,
+    shutdown: Arc<AtomicBool>,
+    seed: u64,
+) -> Result<Dataplane, StartError> {
+    let shards = plan.shards();
+    let mesh = (shards > 1).then(|| Mesh::full(shards, 2));
+    let epoch = Instant::now();
+    let mut handles = Vec::new();
+    let mut readies = Vec::new();
+    let sc = &cfg.statsd;
+    for (shard, cpu) in plan.cpus.iter().copied().enumerate() {
+        let (ready, ready_rx) = mpsc::channel();
+        let setup = ShardSetup {
+            shard,
+            listeners: cfg.listeners(),
+            rcvbuf: sc.receive_buffer_bytes,
+            batch: sc.recv_batch,
+            slot: sc.max_datagram_bytes,
+            seed,
+            max_tags: sc.max_tags_per_line,
+            max_series: sc.max_series_per_shard,
+            max_timer_values: sc.max_timer_values_per_shard,
+            ignore_host: sc.ignore_host,
+            epoch,
+            flush: FlushConfig {
+                shard,
+                shards,
+                interval: sc.flush_interval,
+                align: sc.flush_align,
+                expiry: sc.expiry_interval,
+                percentiles: sc.percentiles.clone(),
+            },
+            io: FlushIo {
+                sinks: sinks.clone(),
+                telemetry: telemetry.clone(),
+                shutdown: shutdown.clone(),
+            },
+            mesh: mesh.clone(),
+            ready,
+        };
+        let h = LocalExecutorBuilder::new(Placement::Fixed(cpu))
+            .name(&format!("shard-{shard}"))
+            .io_memory(plan.io_memory)
+            .spawn(move || shard_main(setup))
+            .map_err(|e| StartError::Executor {
+                shard,
+                message: e.to_string(),
+            })?;
+        handles.push(h);
+        readies.push(ready_rx);
+    }
+    for (shard, r) in readies.into_iter().enumerate() {
+        match r.recv_timeout(Duration::from_secs(30)) {
+            Ok(Ok(())) => {}
+            Ok(Err(message)) => return Err(StartError::Bind { shard, message }),
+            Err(_) => {
+                return Err(StartError::Executor {
+                    shard,
+                    message: "the executor exited before binding (see the log above)".into(),
+                })
+            }
+        }
+    }
+    Ok(Dataplane { handles })
+}
+
+fn bind_listener(
+    s: &ShardSetup,
+    l: &ListenerConfig,
+    telemetry: &Telemetry,
+) -> Result<Option<Listener>, String> {
+    match &l.address {
+        ListenAddress::Udp(addr) => {
+            let (sock, granted) = socket::bind_udp(*addr, s.rcvbuf).map_err(|e| e.to_string())?;
+            if let Some(inode) = socket::socket_inode(std::os::fd::AsRawFd::as_raw_fd(&sock)) {
+                telemetry.register_socket(inode, granted);
+            }
+            if granted < s.rcvbuf && s.shard == 0 {
+                tracing::warn!(
+                    requested = s.rcvbuf,
+                    granted,
+                    "receive buffer capped by net.core.rmem_max; raise it to avoid kernel drops"
+                );
+            }
+            // SAFETY: the fd was just taken out of an owned, bound socket.
+            let g = unsafe { glommio::net::UdpSocket::from_raw_fd(sock.into_raw_fd()) };
+            Ok(Some(Listener::new(
+                ListenSocket::Udp(g),
+                l.gauge_dialect,
+                s.batch,
+                s.slot,
+            )))
+        }
+        // A Unix datagram path can be bound once: shard 0 serves it.
+        ListenAddress::Unixgram(_) if s.shard != 0 => Ok(None),
+        ListenAddress::Unixgram(path) => {
+            socket::clear_stale_unix_socket(path)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            let g = glommio::net::UnixDatagram::bind(path)
+                .map_err(|e| format!("binding unixgram://{}: {e}", path.display()))?;
+            // Local services of any user may send metrics, as to the Agent's socket.
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666));
+            Ok(Some(Listener::new(
+                ListenSocket::Unix(g),
+                l.gauge_dialect,
+                s.batch,
+                s.slot,
+            )))
+        }
+    }
+}
+
+async fn shard_main(s: ShardSetup) {
+    let telemetry = s.io.telemetry.clone();
+    let mut listeners = Vec::new();
+    for l in &s.listeners {
+        match bind_listener(&s, l, &telemetry) {
+            Ok(Some(x)) => listeners.push(Rc::new(x)),
+            Ok(None) => {}
+            Err(e) => {
+                let _ = s.ready.send(Err(e));
+                return;
+            }
+        }
+    }
+    let agg = IntervalAggregator::new(s.seed, s.max_tags, s.max_series, s.max_timer_values);
+    let st = Rc::new(RefCell::new(ShardState::new(
+        agg,
+        s.io.sinks.len(),
+        s.ignore_host,
+        s.epoch,
+    )));
+    let stop = Rc::new(Cell::new(false));
+    let ex = executor();
+    let ingest_tq = ex.create_task_queue(
+        Shares::Static(800),
+        glommio::Latency::NotImportant,
+        "ingest",
+    );
+    let flush_tq =
+        ex.create_task_queue(Shares::Static(200), glommio::Latency::NotImportant, "flush");
+    for l in &listeners {
+        let task = ingest::run(l.clone(), st.clone(), stop.clone());
+        match glommio::spawn_local_into(task, ingest_tq) {
+            Ok(t) => t.detach(),
+            Err(e) => {
+                let _ = s.ready.send(Err(format!("spawning the receive loop: {e}")));
+                return;
+            }
+        };
+    }
+    let _ = s.ready.send(Ok(()));
+    tracing::info!(shard = s.shard, listeners = listeners.len(), "shard ready");
+    let flush = flush::run(s.flush, s.io, st, listeners, stop, s.mesh);
+    match glommio::spawn_local_into(flush, flush_tq) {
+        Ok(t) => t.await,
+        Err(e) => tracing::error!(error = %e, "spawning the flush loop failed"),
+    }
+    tracing::info!(shard = s.shard, "shard stopped");
+}

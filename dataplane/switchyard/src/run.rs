@@ -1,0 +1,100 @@
+//! `switchyard run`: build every component in order, report readiness, wait for a signal,
+//! then drain with a deadline.
+
+use anyhow::{Context, Result};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use switchyard_core::config::Config;
+use switchyard_core::telemetry::Telemetry;
+use switchyard_shard::plan;
+
+/// How long sinks get to drain their queues at shutdown (systemd's TimeoutStopSec is 30s).
+const SINK_DRAIN_DEADLINE: Duration = Duration::from_secs(20);
+
+/// Logs to stderr (the journal under systemd), filtered by `RUST_LOG` (default `info`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn notify(state: &[sd_notify::NotifyState<'_>]) {
+    if std::env::var_os("NOTIFY_SOCKET").is_some() {
+        if let Err(e) = sd_notify::notify(false, state) {
+            tracing::warn!(error = %e, "sd_notify failed");
+        }
+    }
+}
+
+/// Runs the appliance until SIGTERM or SIGINT.
+///
+/// # Errors
+/// Any component that fails to start, with what to change.
+pub fn run(cfg: &Config) -> Result<()> {
+    let plan = plan::plan(&cfg.shards, &plan::allowed_cpus(), plan::memlock_limit())?;
+    tracing::info!(shards = plan.shards(), cpus = ?plan.cpus, io_memory = plan.io_memory, "planned shards");
+
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let reload = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, shutdown.clone()).context("installing signal handlers")?;
+    }
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone())
+        .context("installing the SIGHUP handler")?;
+
+    let sinks = switchyard_sinks::spawn_sinks(cfg)
+        .map_err(|(name, e)| anyhow::anyhow!("sink `{name}`: {e}"))?;
+    let telemetry = Arc::new(Telemetry::new(plan.shards()));
+    let control = switchyard_control::spawn(
+        cfg.control_addr(),
+        switchyard_control::ControlState {
+            telemetry: telemetry.clone(),
+            sinks: sinks.probes().to_vec(),
+        },
+    )?;
+    let seed: u64 = rand::random();
+    let dataplane = switchyard_shard::start(
+        cfg,
+        &plan,
+        sinks.handles().to_vec(),
+        telemetry.clone(),
+        shutdown.clone(),
+        seed,
+    )?;
+    let listeners: Vec<String> = cfg
+        .listeners()
+        .iter()
+        .map(|l| l.address.to_string())
+        .collect();
+    tracing::info!(
+        statsd = ?listeners,
+        control = %control.addr,
+        sinks = ?cfg.routed_sinks(),
+        "switchyard ready"
+    );
+    notify(&[sd_notify::NotifyState::Ready]);
+
+    while !shutdown.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(50));
+        if reload.swap(false, Ordering::Relaxed) {
+            tracing::warn!(
+                "SIGHUP received: live reload of routes and sinks is not supported yet; ignoring"
+            );
+        }
+    }
+    tracing::info!("shutting down: final flush, then draining sinks");
+    notify(&[sd_notify::NotifyState::Stopping]);
+    dataplane.join();
+    if !sinks.shutdown(SINK_DRAIN_DEADLINE) {
+        tracing::warn!(deadline = ?SINK_DRAIN_DEADLINE, "sinks did not drain before the deadline");
+    }
+    control.stop();
+    tracing::info!("stopped");
+    Ok(())
+}
