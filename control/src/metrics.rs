@@ -70,6 +70,19 @@ pub fn render(t: &Telemetry, sinks: &[SinkProbe]) -> String {
         "Datagrams received.",
         s.datagrams as f64,
     );
+    o.family(
+        "switchyard_shard_datagrams_total",
+        "counter",
+        "Datagrams received, per shard.",
+    );
+    for i in 0..t.shards() {
+        let v = t.shard(i).statsd.datagrams;
+        o.value(
+            "switchyard_shard_datagrams_total",
+            &[("shard", &i.to_string())],
+            v as f64,
+        );
+    }
     o.one(
         "switchyard_statsd_bytes_total",
         "counter",

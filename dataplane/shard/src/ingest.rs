@@ -24,8 +24,10 @@ use switchyard_core::telemetry::ShardCounters;
 pub enum ListenSocket {
     /// A `SO_REUSEPORT` UDP socket.
     Udp(glommio::net::UdpSocket),
-    /// A Unix datagram socket.
-    Unix(glommio::net::UnixDatagram),
+    /// A Unix datagram socket. glommio 0.9's `UnixDatagram` panics on datagrams from
+    /// unnamed senders (every DogStatsD client) and exposes no descriptor, so this is a plain
+    /// non-blocking socket read with `recvmmsg` and polled with a short timer when idle.
+    Unix(std::os::unix::net::UnixDatagram),
 }
 
 /// Waits until a datagram is queued (a one-byte `MSG_PEEK` through io_uring).
@@ -152,14 +154,14 @@ fn memchr_last_newline(b: &[u8]) -> Option<usize> {
     b.iter().rposition(|x| *x == b'\n')
 }
 
-/// Reads and processes one batch without blocking; returns the datagrams read. Unix
-/// datagram sockets are read by their own loop and return 0 here.
+/// Reads and processes one batch without blocking; returns the datagrams read.
 pub fn read_batch(l: &Listener, st: &mut ShardState) -> usize {
-    let ListenSocket::Udp(sock) = &l.socket else {
-        return 0;
+    let fd = match &l.socket {
+        ListenSocket::Udp(s) => s.as_raw_fd(),
+        ListenSocket::Unix(s) => s.as_raw_fd(),
     };
     let mut bufs = l.bufs.borrow_mut();
-    let n = match bufs.recv(sock.as_raw_fd()) {
+    let n = match bufs.recv(fd) {
         Ok(n) => n,
         Err(e) => {
             tracing::warn!(error = %e, "recvmmsg failed");
@@ -181,49 +183,23 @@ pub fn drain(l: &Listener, st: &mut ShardState) {
     while read_batch(l, st) > 0 {}
 }
 
+/// How long an idle Unix datagram listener sleeps between polls.
+const UNIX_IDLE_POLL: Duration = Duration::from_millis(1);
+
 /// The receive loop of one listener; returns when `stop` is set.
 pub async fn run(l: Rc<Listener>, st: Rc<RefCell<ShardState>>, stop: Rc<Cell<bool>>) {
-    match &l.socket {
-        ListenSocket::Udp(sock) => loop {
-            if stop.get() {
-                return;
-            }
-            let n = read_batch(&l, &mut st.borrow_mut());
-            if n == 0 {
-                readable(sock).await;
-            } else {
-                glommio::yield_if_needed().await;
-            }
-        },
-        // glommio 0.9 exposes no descriptor for its Unix datagram socket, so this path reads
-        // one datagram per io_uring operation instead of batching with recvmmsg.
-        ListenSocket::Unix(sock) => {
-            let slot = l.bufs.borrow().slot();
-            let mut buf = vec![0u8; slot + 1];
-            loop {
-                if stop.get() {
-                    return;
-                }
-                match sock.recv_from(&mut buf).await {
-                    Ok((n, _)) => {
-                        let truncated = n > slot;
-                        let d = Datagram {
-                            data: &buf[..n.min(slot)],
-                            truncated,
-                            sender: None,
-                        };
-                        let mut s = st.borrow_mut();
-                        let now_ns = s.now_ns();
-                        s.counters.statsd.recv_batches += 1;
-                        process_datagram(&mut s, d, l.dialect, now_ns);
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "unix datagram receive failed");
-                        glommio::timer::sleep(Duration::from_millis(10)).await;
-                    }
-                }
-                glommio::yield_if_needed().await;
-            }
+    loop {
+        if stop.get() {
+            return;
+        }
+        let n = read_batch(&l, &mut st.borrow_mut());
+        if n > 0 {
+            glommio::yield_if_needed().await;
+            continue;
+        }
+        match &l.socket {
+            ListenSocket::Udp(sock) => readable(sock).await,
+            ListenSocket::Unix(_) => glommio::timer::sleep(UNIX_IDLE_POLL).await,
         }
     }
 }

@@ -185,8 +185,10 @@ fn bind_listener(
         ListenAddress::Unixgram(path) => {
             socket::clear_stale_unix_socket(path)
                 .map_err(|e| format!("{}: {e}", path.display()))?;
-            let g = glommio::net::UnixDatagram::bind(path)
+            let g = std::os::unix::net::UnixDatagram::bind(path)
                 .map_err(|e| format!("binding unixgram://{}: {e}", path.display()))?;
+            g.set_nonblocking(true)
+                .map_err(|e| format!("unixgram://{}: {e}", path.display()))?;
             // Local services of any user may send metrics, as to the Agent's socket.
             use std::os::unix::fs::PermissionsExt;
             let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666));

@@ -1,0 +1,16 @@
+//! End-to-end tests: the real `switchyard` binary on loopback sockets, driven by client
+//! libraries nobody here wrote (PyPI `datadog` and `statsd`, npm `hot-shots`), with exact
+//! assertions on the flushed NDJSON. `./test.sh` installs the clients first.
+//!
+//! Each test runs its own instance on its own ports with a one-hour flush interval, so every
+//! value lands in the final flush that SIGTERM triggers: the assertions are exact and no test
+//! depends on timing.
+
+mod e2e {
+    pub mod harness;
+
+    mod cli;
+    mod clients;
+    mod input;
+    mod shards;
+}
