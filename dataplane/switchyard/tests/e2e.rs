@@ -11,6 +11,7 @@ mod e2e {
 
     mod cli;
     mod clients;
+    mod deploy;
     mod input;
     mod shards;
 }

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs Switchyard's whole test suite on a fresh Debian machine.
+#
+# Installs what the tests need (Python clients into .venv, npm hot-shots, Node.js when
+# missing), then builds once and runs every test of the workspace: unit, property, golden
+# and end-to-end (the real binary on loopback sockets driven by real client libraries).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+need_apt=()
+command -v python3 >/dev/null || need_apt+=(python3)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
+command -v node >/dev/null || need_apt+=(nodejs)
+command -v npm >/dev/null || need_apt+=(npm)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "test.sh: installing ${need_apt[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
+fi
+
+clients=dataplane/switchyard/tests/e2e/clients
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check -r "$clients/requirements.txt"
+(cd "$clients" && npm ci --no-audit --no-fund --loglevel=error)
+
+export SWITCHYARD_TEST_PYTHON="$PWD/.venv/bin/python"
+if command -v cargo-nextest >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast "$@"
+else
+  cargo test --workspace --no-fail-fast "$@"
+fi
