@@ -25,7 +25,7 @@ pub enum Step {
     Send(u64),
     /// Nothing worth sending yet: sleep this long, then ask again.
     Wait(Duration),
-    /// The run is over: everything was offered, or the duration has elapsed.
+    /// The run is over: the duration has elapsed.
     Finished,
 }
 
@@ -99,7 +99,12 @@ impl Pacer {
     /// Decides the next step, given the elapsed time and the units taken so far.
     pub fn step(&mut self, elapsed: Duration, sent: u64) -> Step {
         if sent >= self.total {
-            return Step::Finished;
+            // Everything was offered: the run still lasts its full duration, so that its
+            // achieved rate is measured over the same window as the offered one.
+            return match self.duration.checked_sub(elapsed) {
+                Some(left) if !left.is_zero() => Step::Wait(left),
+                _ => Step::Finished,
+            };
         }
         let backlog = self.due(elapsed).saturating_sub(sent);
         if elapsed >= self.duration {
@@ -239,6 +244,16 @@ mod tests {
         assert!(matches!(pacer.step(Duration::from_millis(500), 0), Step::Send(n) if n > 1000));
         // Far behind at the deadline: no tail flush, just stop.
         assert_eq!(pacer.step(Duration::from_secs(1), 10), Step::Finished);
+    }
+
+    #[test]
+    fn a_run_lasts_its_duration() {
+        let mut pacer = Pacer::new(3.0, Duration::from_secs(2), batching(10));
+        assert_eq!(
+            pacer.step(Duration::from_millis(1700), 6),
+            Step::Wait(Duration::from_millis(300))
+        );
+        assert_eq!(pacer.step(Duration::from_secs(2), 6), Step::Finished);
     }
 
     #[test]

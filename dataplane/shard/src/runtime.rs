@@ -189,6 +189,7 @@ fn bind_listener(
                 .map_err(|e| format!("binding unixgram://{}: {e}", path.display()))?;
             g.set_nonblocking(true)
                 .map_err(|e| format!("unixgram://{}: {e}", path.display()))?;
+            socket::set_rcvbuf(&socket2::SockRef::from(&g), s.rcvbuf);
             // Local services of any user may send metrics, as to the Agent's socket.
             use std::os::unix::fs::PermissionsExt;
             let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666));

@@ -25,7 +25,8 @@ pub fn bind_udp(addr: SocketAddr, rcvbuf: usize) -> io::Result<(Socket, usize)> 
     Ok((s, granted))
 }
 
-fn set_rcvbuf(s: &Socket, bytes: usize) {
+/// Asks for `bytes` of receive buffer: `SO_RCVBUFFORCE` when permitted, else `SO_RCVBUF`.
+pub fn set_rcvbuf(s: &Socket, bytes: usize) {
     let v = bytes.min(i32::MAX as usize) as libc::c_int;
     // SAFETY: setsockopt reads one c_int from a valid pointer.
     let forced = unsafe {
