@@ -63,7 +63,7 @@ pub struct Config {
 }
 
 /// `[shards]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ShardsConfig {
     /// Number of shards; 0 = one per CPU in `cpus`.
@@ -72,16 +72,6 @@ pub struct ShardsConfig {
     pub cpus: Vec<usize>,
     /// io_uring buffer memory per shard in bytes; 0 = sized to fit RLIMIT_MEMLOCK.
     pub io_memory: usize,
-}
-
-impl Default for ShardsConfig {
-    fn default() -> Self {
-        Self {
-            count: 0,
-            cpus: Vec::new(),
-            io_memory: 0,
-        }
-    }
 }
 
 /// A listener entry: a bare address or a table with per-listener settings.

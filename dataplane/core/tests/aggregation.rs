@@ -1,6 +1,9 @@
 //! Aggregation end to end in the pure core: statsd lines -> shard partials -> owner stores ->
 //! NDJSON. Golden files pin the wire output; property tests pin the thread-per-core split.
 
+// Test support code outside #[test] functions: failing loudly is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use proptest::prelude::*;
 use std::path::Path;
 use switchyard_core::aggregate::{

@@ -6,6 +6,9 @@
 //! value lands in the final flush that SIGTERM triggers: the assertions are exact and no test
 //! depends on timing.
 
+// Test support code outside #[test] functions: failing loudly is the point.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod e2e {
     pub mod harness;
 
