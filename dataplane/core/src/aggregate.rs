@@ -17,14 +17,16 @@ pub mod store;
 pub mod timer;
 
 pub use interval::{GaugeDialect, IntervalAggregator, LineContext, Partials};
-pub use key::{HostSource, KeyBuilder, SeriesKey};
+pub use key::{HostSource, KeyBuilder, SeriesId, SeriesKey};
 pub use store::{FlushStats, OwnerStore, Percentile};
 
 /// One series in a table: its cached hash, its key and its value.
 #[derive(Debug, Clone)]
 pub struct Entry<V> {
-    /// Hash of `key` (from [`KeyBuilder`]); also picks the owner shard.
+    /// Low half of the series id (from [`KeyBuilder`]): the bucket and the owner shard.
     pub hash: u64,
+    /// High half of the series id: equality without reading the key.
+    pub check: u64,
     /// Series identity.
     pub key: SeriesKey,
     /// Aggregate.

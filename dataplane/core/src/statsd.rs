@@ -11,7 +11,7 @@ pub mod event;
 pub mod line;
 
 pub use event::{Event, ServiceCheck};
-pub use line::{parse_metric, MetricKind, MetricLine};
+pub use line::{parse_metric, parse_metric_str, MetricKind, MetricLine};
 
 /// Why a line was rejected. A small `Copy` enum so the hot path counts, never allocates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -131,17 +131,52 @@ pub fn parse_message(line: &[u8]) -> Result<Message<'_>, LineError> {
     parse_metric(line).map(Message::Metric)
 }
 
+/// Decodes one line already known to be UTF-8.
+///
+/// # Errors
+/// Returns the [`LineError`] that says why the line was rejected.
+pub fn parse_message_str(line: &str) -> Result<Message<'_>, LineError> {
+    let b = line.as_bytes();
+    if b.starts_with(b"_e{") {
+        return event::parse_event(b).map(Message::Event);
+    }
+    if b.starts_with(b"_sc|") {
+        return event::parse_service_check(b).map(Message::ServiceCheck);
+    }
+    line::parse_metric_str(line).map(Message::Metric)
+}
+
+/// Byte ranges of the lines of `datagram`: split on `\n` (found with `memchr`), a trailing
+/// `\r` removed, empty lines skipped.
+fn line_ranges(datagram: &[u8]) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+    let mut start = 0usize;
+    std::iter::from_fn(move || loop {
+        if start >= datagram.len() {
+            return None;
+        }
+        let end = memchr::memchr(b'\n', &datagram[start..]).map_or(datagram.len(), |i| start + i);
+        let mut stop = end;
+        if stop > start && datagram[stop - 1] == b'\r' {
+            stop -= 1;
+        }
+        let r = start..stop;
+        start = end + 1;
+        if !r.is_empty() {
+            return Some(r);
+        }
+    })
+}
+
 /// Splits a datagram into its lines: on `\n`, with a trailing `\r` removed and empty lines
 /// skipped. Never allocates.
 pub fn lines(datagram: &[u8]) -> impl Iterator<Item = &[u8]> {
-    datagram.split(|b| *b == b'\n').filter_map(|l| {
-        let l = l.strip_suffix(b"\r").unwrap_or(l);
-        if l.is_empty() {
-            None
-        } else {
-            Some(l)
-        }
-    })
+    line_ranges(datagram).filter_map(move |r| datagram.get(r))
+}
+
+/// [`lines`] for a datagram already validated as UTF-8 (`\n` and `\r` are ASCII, so every
+/// line is a valid `str`).
+pub fn lines_str(datagram: &str) -> impl Iterator<Item = &str> {
+    line_ranges(datagram.as_bytes()).filter_map(move |r| datagram.get(r))
 }
 
 #[cfg(test)]
@@ -154,6 +189,15 @@ mod tests {
         assert_eq!(got, vec![&b"a:1|c"[..], b"b:2|g", b"c:3|ms"]);
         assert_eq!(lines(b"a:1|c\n").count(), 1);
         assert_eq!(lines(b"\n\n").count(), 0);
+    }
+
+    #[test]
+    fn str_lines_match_byte_lines() {
+        let d = "a:1|c\r\nb:2|g\n\nc:3|ms\né:1|c";
+        let a: Vec<&[u8]> = lines(d.as_bytes()).collect();
+        let b: Vec<&[u8]> = lines_str(d).map(str::as_bytes).collect();
+        assert_eq!(a, b);
+        assert_eq!(parse_message_str("x:1|c"), parse_message(b"x:1|c"));
     }
 
     #[test]

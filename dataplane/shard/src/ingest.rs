@@ -16,8 +16,10 @@ use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 use switchyard_core::aggregate::{GaugeDialect, HostSource, IntervalAggregator, LineContext};
-use switchyard_core::statsd::{lines, parse_message, LineError, Message};
-use switchyard_core::telemetry::ShardCounters;
+use switchyard_core::statsd::{
+    lines, lines_str, parse_message, parse_message_str, LineError, Message,
+};
+use switchyard_core::telemetry::{ShardCounters, StatsdCounters};
 
 /// A shard's socket for one listener.
 #[derive(Debug)]
@@ -137,16 +139,37 @@ fn process_datagram(st: &mut ShardState, d: Datagram<'_>, dialect: GaugeDialect,
         dialect,
         now_ns,
     };
-    for line in lines(data) {
-        match parse_message(line) {
-            Ok(Message::Metric(m)) => match agg.ingest(&m, cx) {
-                Ok(()) => c.lines_ok += 1,
-                Err(e) => c.reject(e),
-            },
-            Ok(Message::Event(_)) => c.events += 1,
-            Ok(Message::ServiceCheck(_)) => c.service_checks += 1,
-            Err(e) => c.reject(e),
+    // Validate UTF-8 once per datagram (SIMD); only a datagram that fails is re-checked
+    // line by line, so one bad line rejects only itself.
+    match simdutf8::basic::from_utf8(data) {
+        Ok(text) => {
+            for line in lines_str(text) {
+                apply(parse_message_str(line), agg, c, cx);
+            }
         }
+        Err(_) => {
+            for line in lines(data) {
+                apply(parse_message(line), agg, c, cx);
+            }
+        }
+    }
+}
+
+#[inline]
+fn apply(
+    msg: Result<Message<'_>, LineError>,
+    agg: &mut IntervalAggregator,
+    c: &mut StatsdCounters,
+    cx: LineContext<'_>,
+) {
+    match msg {
+        Ok(Message::Metric(m)) => match agg.ingest(&m, cx) {
+            Ok(()) => c.lines_ok += 1,
+            Err(e) => c.reject(e),
+        },
+        Ok(Message::Event(_)) => c.events += 1,
+        Ok(Message::ServiceCheck(_)) => c.service_checks += 1,
+        Err(e) => c.reject(e),
     }
 }
 

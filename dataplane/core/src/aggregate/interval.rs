@@ -5,7 +5,7 @@
 //! (buffered timer samples); lines over either cap are rejected with
 //! [`LineError::SeriesLimit`] / [`LineError::TimerValuesLimit`] and counted by the caller.
 
-use super::key::{HostSource, KeyBuilder};
+use super::key::{HostSource, KeyBuilder, SeriesId};
 use super::{owner_of, Entry};
 use crate::statsd::{LineError, MetricKind, MetricLine};
 use hashbrown::hash_table::Entry as Slot;
@@ -42,11 +42,15 @@ pub struct TimerPartial {
     pub sampled_count: f64,
 }
 
+/// Distinct set members, stored as their 64-bit hashes. They are already well-mixed hashes,
+/// so the table does not hash them again.
+pub type MemberSet = HashSet<u64, nohash_hasher::BuildNoHashHasher<u64>>;
+
 /// A set's partial: hashes of the distinct members.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SetPartial {
     /// 64-bit hashes of the members (collisions are negligible at set sizes seen in statsd).
-    pub members: HashSet<u64>,
+    pub members: MemberSet,
 }
 
 /// Partial aggregates drained from a shard at a flush, all for one owner.
@@ -101,11 +105,11 @@ pub struct IntervalAggregator {
 fn slot<'t, V: Default>(
     table: &'t mut HashTable<Entry<V>>,
     keys: &KeyBuilder,
-    hash: u64,
+    id: SeriesId,
     series: &mut usize,
     max_series: usize,
 ) -> Result<&'t mut V, LineError> {
-    match table.entry(hash, |e| keys.matches(&e.key), |e| e.hash) {
+    match table.entry(id.hash, |e| e.check == id.check, |e| e.hash) {
         Slot::Occupied(o) => Ok(&mut o.into_mut().val),
         Slot::Vacant(v) => {
             if *series >= max_series {
@@ -113,7 +117,8 @@ fn slot<'t, V: Default>(
             }
             *series += 1;
             let e = v.insert(Entry {
-                hash,
+                hash: id.hash,
+                check: id.check,
                 key: keys.to_key(),
                 val: V::default(),
             });
@@ -154,18 +159,18 @@ impl IntervalAggregator {
     /// [`LineError::TooManyTags`], [`LineError::SeriesLimit`] or
     /// [`LineError::TimerValuesLimit`]; the line is then not applied at all.
     pub fn ingest(&mut self, line: &MetricLine<'_>, cx: LineContext<'_>) -> Result<(), LineError> {
-        let hash = self.keys.build(line.name, line.tags, cx.host)?;
+        let id = self.keys.build(line.name, line.tags, cx.host)?;
         let (keys, n, max) = (&self.keys, &mut self.series, self.max_series);
         match line.kind {
             MetricKind::Counter => {
-                let sum = slot(&mut self.counters, keys, hash, n, max)?;
+                let sum = slot(&mut self.counters, keys, id, n, max)?;
                 let scale = 1.0 / line.sample_rate;
                 for (v, _) in line.values() {
                     *sum += v * scale;
                 }
             }
             MetricKind::Gauge => {
-                let g = slot(&mut self.gauges, keys, hash, n, max)?;
+                let g = slot(&mut self.gauges, keys, id, n, max)?;
                 for (v, signed) in line.values() {
                     if signed && cx.dialect == GaugeDialect::Etsy {
                         g.delta += v;
@@ -185,7 +190,7 @@ impl IntervalAggregator {
                 if self.timer_values + count > self.max_timer_values {
                     return Err(LineError::TimerValuesLimit);
                 }
-                let t = slot(&mut self.timers, keys, hash, n, max)?;
+                let t = slot(&mut self.timers, keys, id, n, max)?;
                 self.timer_values += count;
                 let scale = 1.0 / line.sample_rate;
                 for (v, _) in line.values() {
@@ -196,7 +201,7 @@ impl IntervalAggregator {
             MetricKind::Set => {
                 let member = self.keys.hash_member(line.raw_values);
                 let keys = &self.keys;
-                let s = slot(&mut self.sets, keys, hash, n, max)?;
+                let s = slot(&mut self.sets, keys, id, n, max)?;
                 s.members.insert(member);
             }
         }

@@ -14,12 +14,12 @@
 //!
 //! Threading: owned by one shard's flush task; never touched by the ingest loop.
 
-use super::interval::{GaugePartial, Partials, SetPartial, TimerPartial};
+use super::interval::{GaugePartial, MemberSet, Partials, SetPartial, TimerPartial};
 use super::timer;
 use super::Entry;
 use crate::model::{SeriesBatch, SeriesType};
 use hashbrown::hash_table::Entry as Slot;
-use hashbrown::{HashSet, HashTable};
+use hashbrown::HashTable;
 
 /// A configured percentile threshold with its precomputed sub-metric suffixes.
 #[derive(Debug, Clone, PartialEq)]
@@ -77,7 +77,7 @@ struct TimerState {
 
 #[derive(Debug, Default)]
 struct SetState {
-    members: HashSet<u64>,
+    members: MemberSet,
     last_update_ns: u64,
 }
 
@@ -110,13 +110,20 @@ fn merge_into<S: Default, P>(
     parts: Vec<Entry<P>>,
     mut apply: impl FnMut(&mut S, P),
 ) {
-    for Entry { hash, key, val } in parts {
-        let state = match table.entry(hash, |e| e.key == key, |e| e.hash) {
+    for Entry {
+        hash,
+        check,
+        key,
+        val,
+    } in parts
+    {
+        let state = match table.entry(hash, |e| e.check == check, |e| e.hash) {
             Slot::Occupied(o) => &mut o.into_mut().val,
             Slot::Vacant(v) => {
                 &mut v
                     .insert(Entry {
                         hash,
+                        check,
                         key,
                         val: S::default(),
                     })

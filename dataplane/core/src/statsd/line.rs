@@ -122,7 +122,37 @@ fn utf8(b: &[u8]) -> Result<&str, LineError> {
 /// # Errors
 /// The [`LineError`] naming the first thing wrong with the line.
 pub fn parse_metric(line: &[u8]) -> Result<MetricLine<'_>, LineError> {
-    let line = utf8(line)?;
+    parse_metric_str(utf8(line)?)
+}
+
+/// The `|`-separated fields of `s`, found with `memchr`.
+fn pipe_fields(s: &str) -> impl Iterator<Item = &str> {
+    let mut start = 0usize;
+    let mut done = false;
+    std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        let rest = s.get(start..)?;
+        match memchr(b'|', rest.as_bytes()) {
+            Some(i) => {
+                let f = &rest[..i];
+                start += i + 1;
+                Some(f)
+            }
+            None => {
+                done = true;
+                Some(rest)
+            }
+        }
+    })
+}
+
+/// Parses one metric line already known to be UTF-8 (the shard validates whole datagrams).
+///
+/// # Errors
+/// The [`LineError`] naming the first thing wrong with the line.
+pub fn parse_metric_str(line: &str) -> Result<MetricLine<'_>, LineError> {
     let bytes = line.as_bytes();
     let pipe = memchr(b'|', bytes);
     let head_end = pipe.unwrap_or(bytes.len());
@@ -140,7 +170,7 @@ pub fn parse_metric(line: &[u8]) -> Result<MetricLine<'_>, LineError> {
         return Err(LineError::MissingType);
     };
     let rest = &line[pipe + 1..];
-    let mut fields = rest.split('|');
+    let mut fields = pipe_fields(rest);
     let kind = MetricKind::from_bytes(fields.next().unwrap_or("").as_bytes())?;
 
     let mut sample_rate = 1.0;
