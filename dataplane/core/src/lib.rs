@@ -11,3 +11,4 @@ pub mod encode;
 pub mod model;
 pub mod statsd;
 pub mod telemetry;
+pub mod translate;
