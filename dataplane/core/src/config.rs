@@ -207,10 +207,75 @@ pub struct SinkConfig {
     /// Queue capacity in batches.
     #[serde(default = "default_queue_batches")]
     pub queue_batches: usize,
+    /// Base URL of the ingest endpoint (`type = "signalfx"` only), such as
+    /// `https://ingest.us0.signalfx.com`; `/v2/datapoint` is appended.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Name of the environment variable holding the access token (`X-SF-Token`). Secrets
+    /// never go in the config file.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// Request body compression (`gzip` or `none`).
+    #[serde(default)]
+    pub compression: Compression,
+    /// libdeflate level, 1 (fastest) to 12 (smallest).
+    #[serde(default = "default_compression_level")]
+    pub compression_level: u8,
+    /// Per-request timeout.
+    #[serde(default = "default_request_timeout", with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Most series per request.
+    #[serde(default = "default_max_series_per_request")]
+    pub max_series_per_request: usize,
+    /// Datadog `rate` series as SignalFx `counter` (value x interval) or `gauge`.
+    #[serde(default)]
+    pub rate_as: crate::translate::RateAs,
 }
 
 fn default_queue_batches() -> usize {
     64
+}
+
+fn default_compression_level() -> u8 {
+    6
+}
+
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_max_series_per_request() -> usize {
+    5000
+}
+
+/// Request body compression.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// gzip with libdeflate.
+    #[default]
+    Gzip,
+    /// Uncompressed.
+    None,
+}
+
+/// Settings of a SignalFx sink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignalfxSettings {
+    /// Full datapoint URL (`.../v2/datapoint`).
+    pub datapoint_url: String,
+    /// Environment variable holding the token.
+    pub token_env: Option<String>,
+    /// Compression.
+    pub compression: Compression,
+    /// libdeflate level.
+    pub compression_level: u8,
+    /// Per-request timeout.
+    pub request_timeout: Duration,
+    /// Most series per request.
+    pub max_series_per_request: usize,
+    /// Rate handling.
+    pub rate_as: crate::translate::RateAs,
 }
 
 /// The sink types.
@@ -223,6 +288,8 @@ pub enum SinkType {
     Stdout,
     /// Counts and discards.
     Blackhole,
+    /// SignalFx `/v2/datapoint` (translated per `formats.md` §5).
+    Signalfx,
 }
 
 /// A validated sink kind with its settings.
@@ -237,6 +304,8 @@ pub enum SinkKind {
     Stdout,
     /// Counts and discards.
     Blackhole,
+    /// SignalFx ingest.
+    Signalfx(SignalfxSettings),
 }
 
 impl SinkConfig {
@@ -247,6 +316,18 @@ impl SinkConfig {
             (SinkType::File, None) => SinkKind::Blackhole,
             (SinkType::Stdout, _) => SinkKind::Stdout,
             (SinkType::Blackhole, _) => SinkKind::Blackhole,
+            (SinkType::Signalfx, _) => SinkKind::Signalfx(SignalfxSettings {
+                datapoint_url: format!(
+                    "{}/v2/datapoint",
+                    self.url.as_deref().unwrap_or("").trim_end_matches('/')
+                ),
+                token_env: self.token_env.clone(),
+                compression: self.compression,
+                compression_level: self.compression_level,
+                request_timeout: self.request_timeout,
+                max_series_per_request: self.max_series_per_request,
+                rate_as: self.rate_as,
+            }),
         }
     }
 }
@@ -374,13 +455,45 @@ impl Config {
                 (SinkType::File, Some(p)) if p.as_os_str().is_empty() => {
                     return err(format!("sinks.{name}.path"), "must not be empty".into())
                 }
-                (SinkType::Stdout | SinkType::Blackhole, Some(_)) => {
+                (SinkType::Stdout | SinkType::Blackhole | SinkType::Signalfx, Some(_)) => {
                     return err(
                         format!("sinks.{name}.path"),
                         "only file sinks take a path".into(),
                     )
                 }
                 _ => {}
+            }
+        }
+        for (name, s) in &self.sinks {
+            match (s.sink_type, s.url.as_deref()) {
+                (SinkType::Signalfx, None) => {
+                    return err(format!("sinks.{name}"), "a signalfx sink needs `url`".into())
+                }
+                (SinkType::Signalfx, Some(u)) if u.starts_with("https://") => {
+                    return err(
+                        format!("sinks.{name}.url"),
+                        "https is not supported yet (TLS arrives with the security work); use http:// to a local TLS proxy".into(),
+                    )
+                }
+                (SinkType::Signalfx, Some(u)) if !u.starts_with("http://") || u.len() <= 7 => {
+                    return err(format!("sinks.{name}.url"), format!("`{u}` is not an http:// URL"))
+                }
+                (SinkType::File | SinkType::Stdout | SinkType::Blackhole, Some(_)) => {
+                    return err(format!("sinks.{name}.url"), "only signalfx sinks take a url".into())
+                }
+                _ => {}
+            }
+            if !(1..=12).contains(&s.compression_level) {
+                return err(
+                    format!("sinks.{name}.compression_level"),
+                    "must be 1 to 12".into(),
+                );
+            }
+            if s.max_series_per_request == 0 {
+                return err(
+                    format!("sinks.{name}.max_series_per_request"),
+                    "must be greater than 0".into(),
+                );
             }
         }
         if self.routes.is_empty() {

@@ -280,9 +280,14 @@ impl Translator {
 
     /// Translates every series of a flushed statsd batch (host and canonical tags as is).
     pub fn push_batch(&mut self, b: &SeriesBatch) {
+        self.push_batch_range(b, 0, b.len());
+    }
+
+    /// Translates series `start..end` of a flushed statsd batch.
+    pub fn push_batch_range(&mut self, b: &SeriesBatch, start: usize, end: usize) {
         let mut tags: Vec<&str> = Vec::new();
         let mut name = String::new();
-        for s in b.iter() {
+        for s in b.iter().skip(start).take(end.saturating_sub(start)) {
             tags.clear();
             tags.extend(s.tags());
             name.clear();

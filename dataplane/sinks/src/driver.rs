@@ -250,7 +250,9 @@ fn deliver_chunk(
         }
         match sink.deliver(chunk) {
             Ok(bytes) => {
-                SinkStats::add(&stats.values_delivered, chunk.len() as u64);
+                let dropped = sink.last_encode_drops().min(chunk.len() as u64);
+                stats.drop_values(DropReason::Translation, dropped);
+                SinkStats::add(&stats.values_delivered, chunk.len() as u64 - dropped);
                 SinkStats::add(&stats.bytes, bytes);
                 return chunk.end;
             }

@@ -2,6 +2,7 @@
 
 pub mod blackhole;
 pub mod file;
+pub mod signalfx;
 pub mod stdout;
 
 use crate::SinkError;
@@ -46,6 +47,8 @@ pub enum AnySink {
     Stdout(stdout::StdoutSink),
     /// Discards.
     Blackhole(blackhole::BlackholeSink),
+    /// SignalFx `/v2/datapoint`.
+    Signalfx(Box<signalfx::SignalfxSink>),
 }
 
 impl AnySink {
@@ -58,6 +61,7 @@ impl AnySink {
             SinkKind::File { path } => AnySink::File(file::FileSink::open(&path)?),
             SinkKind::Stdout => AnySink::Stdout(stdout::StdoutSink::new()),
             SinkKind::Blackhole => AnySink::Blackhole(blackhole::BlackholeSink),
+            SinkKind::Signalfx(s) => AnySink::Signalfx(Box::new(signalfx::SignalfxSink::new(&s)?)),
         })
     }
 
@@ -65,6 +69,9 @@ impl AnySink {
     pub fn limits(&self) -> SinkLimits {
         match self {
             AnySink::File(_) | AnySink::Stdout(_) => SinkLimits { max_series: 10_000 },
+            AnySink::Signalfx(s) => SinkLimits {
+                max_series: s.max_series,
+            },
             AnySink::Blackhole(_) => SinkLimits {
                 max_series: usize::MAX,
             },
@@ -79,7 +86,16 @@ impl AnySink {
         match self {
             AnySink::File(s) => s.deliver(chunk),
             AnySink::Stdout(s) => s.deliver(chunk),
+            AnySink::Signalfx(s) => s.deliver(chunk),
             AnySink::Blackhole(_) => Ok(0),
+        }
+    }
+
+    /// Values of the last delivered chunk that were dropped while encoding (translation).
+    pub fn last_encode_drops(&mut self) -> u64 {
+        match self {
+            AnySink::Signalfx(s) => std::mem::take(&mut s.last_translation_drops),
+            _ => 0,
         }
     }
 
@@ -91,7 +107,7 @@ impl AnySink {
         match self {
             AnySink::File(s) => s.flush(),
             AnySink::Stdout(s) => s.flush(),
-            AnySink::Blackhole(_) => Ok(()),
+            AnySink::Signalfx(_) | AnySink::Blackhole(_) => Ok(()),
         }
     }
 }

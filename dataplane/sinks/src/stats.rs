@@ -14,14 +14,18 @@ pub enum DropReason {
     Fatal,
     /// Shutdown deadline passed with the batch still queued.
     Shutdown,
+    /// The sink's encoding could not carry the value (for SignalFx: non-finite values,
+    /// too many dimensions).
+    Translation,
 }
 
 impl DropReason {
     /// Every reason, in counter-slot order.
-    pub const ALL: [DropReason; 3] = [
+    pub const ALL: [DropReason; 4] = [
         DropReason::RetriesExhausted,
         DropReason::Fatal,
         DropReason::Shutdown,
+        DropReason::Translation,
     ];
 
     /// Label value.
@@ -30,6 +34,7 @@ impl DropReason {
             DropReason::RetriesExhausted => "retries_exhausted",
             DropReason::Fatal => "fatal",
             DropReason::Shutdown => "shutdown",
+            DropReason::Translation => "translation",
         }
     }
 }
@@ -44,7 +49,7 @@ pub struct SinkStats {
     /// Values delivered.
     pub values_delivered: AtomicU64,
     /// Values dropped, by [`DropReason`] slot.
-    pub values_dropped: [AtomicU64; 3],
+    pub values_dropped: [AtomicU64; 4],
     /// Encoded bytes written.
     pub bytes: AtomicU64,
     /// Delivery retries.

@@ -17,4 +17,5 @@ mod e2e {
     mod deploy;
     mod input;
     mod shards;
+    mod signalfx;
 }

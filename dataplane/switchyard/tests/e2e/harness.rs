@@ -97,6 +97,12 @@ pub struct Options {
     pub statsd_extra: String,
     /// Extra listener entries (TOML values).
     pub extra_listen: Vec<String>,
+    /// Extra `[sinks.NAME]` tables (TOML).
+    pub extra_sinks: String,
+    /// Sinks the route sends to.
+    pub route_to: Vec<String>,
+    /// Environment for the process.
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for Options {
@@ -105,6 +111,9 @@ impl Default for Options {
             shards: 1,
             statsd_extra: String::new(),
             extra_listen: Vec::new(),
+            extra_sinks: String::new(),
+            route_to: vec!["out".into()],
+            env: Vec::new(),
         }
     }
 }
@@ -145,11 +154,13 @@ impl Instance {
         let config = format!(
             "[shards]\ncount = {}\n\n[statsd]\nlisten = [{}]\nflush_interval = \"1h\"\nexpiry_interval = \"0s\"\n{}\n\n\
              [control]\nlisten = \"127.0.0.1:{control}\"\n\n[sinks.out]\ntype = \"file\"\npath = \"{}\"\n\n\
-             [[routes]]\nname = \"all\"\nto = [\"out\"]\n",
+             {}\n\n[[routes]]\nname = \"all\"\nto = [{}]\n",
             opts.shards,
             listen.join(", "),
             opts.statsd_extra,
-            out.display()
+            out.display(),
+            opts.extra_sinks,
+            opts.route_to.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ")
         );
         let cfg_path = dir.join("switchyard.toml");
         std::fs::write(&cfg_path, config).unwrap();
@@ -157,6 +168,7 @@ impl Instance {
             .args(["run", "--config"])
             .arg(&cfg_path)
             .env("RUST_LOG", "info")
+            .envs(opts.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
