@@ -1,5 +1,6 @@
 //! Pure core of Switchyard: the metric model, the statsd/DogStatsD codec, gostatsd-compatible
-//! aggregation, wire encoders and the configuration schema.
+//! aggregation, wire encoders, HTTP body decoding and Datadog payload parsing (`intake`),
+//! Datadog -> SignalFx translation (`translate`), and the configuration schema.
 //!
 //! Nothing here knows about threads, sockets or async runtimes, so all of it is cheap to test,
 //! fuzz and benchmark. The glommio shards (`switchyard-shard`) and the egress sinks
@@ -8,6 +9,7 @@
 pub mod aggregate;
 pub mod config;
 pub mod encode;
+pub mod intake;
 pub mod model;
 pub mod statsd;
 pub mod telemetry;

@@ -1,0 +1,49 @@
+//! The pure half of the HTTP intake: request-body decoding within limits and Datadog payload
+//! parsing. The glommio HTTP server (a later stage) only moves bytes to and from here.
+//!
+//! - [`decompress`]: `identity`, `gzip`, `deflate` (a zlib stream, with raw-deflate
+//!   fallback) with libdeflate, and `zstd`/`zstd1`, always into a buffer capped at the
+//!   configured decompressed limit: a bomb gets [`BodyError::TooLarge`], never an
+//!   allocation of its claimed size.
+//! - [`series_v1`]: `POST /api/v1/series` parsed in place with simd-json (reused buffers),
+//!   every variant real clients send (float timestamps, `null` host/device, missing
+//!   `type`/`interval`), handed out as borrowed [`DdSeries`](crate::translate::DdSeries).
+
+pub mod decompress;
+pub mod series_v1;
+
+/// Why a request body was rejected, with the HTTP status the vendor would answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BodyError {
+    /// `Content-Encoding` is not one we decode (415).
+    #[error("unsupported Content-Encoding `{0}`")]
+    UnsupportedEncoding(String),
+    /// The body is larger than allowed once decompressed (413).
+    #[error("payload too large: more than {limit} bytes once decompressed")]
+    TooLarge {
+        /// The limit.
+        limit: usize,
+    },
+    /// The compressed stream is corrupt or truncated (400).
+    #[error("invalid {encoding} body: {detail}")]
+    Corrupt {
+        /// The encoding.
+        encoding: &'static str,
+        /// What the decoder said.
+        detail: String,
+    },
+    /// The JSON is malformed or not the expected shape (400).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl BodyError {
+    /// The HTTP status the Datadog intake answers with.
+    pub fn status(&self) -> u16 {
+        match self {
+            BodyError::UnsupportedEncoding(_) => 415,
+            BodyError::TooLarge { .. } => 413,
+            BodyError::Corrupt { .. } | BodyError::Invalid(_) => 400,
+        }
+    }
+}
