@@ -6,59 +6,15 @@
 use proptest::prelude::*;
 use serde_json::Value;
 use std::path::Path;
-use switchyard_core::translate::{DdSeries, TranslateConfig, Translator};
+use switchyard_core::intake::series_v1::for_each_series;
+use switchyard_core::translate::{TranslateConfig, Translator};
 
-/// Owned form of a parsed v1 payload, so the test can lend `DdSeries` views.
-struct Owned {
-    metric: String,
-    kind: Option<String>,
-    interval: Option<f64>,
-    host: Option<String>,
-    device: Option<String>,
-    tags: Vec<String>,
-    points: Vec<[Option<f64>; 2]>,
-}
-
-fn parse_payload(v: &Value) -> Vec<Owned> {
-    v["series"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| Owned {
-            metric: s["metric"].as_str().unwrap().to_string(),
-            kind: s.get("type").and_then(Value::as_str).map(str::to_string),
-            interval: s.get("interval").and_then(Value::as_f64),
-            host: s.get("host").and_then(Value::as_str).map(str::to_string),
-            device: s.get("device").and_then(Value::as_str).map(str::to_string),
-            tags: s
-                .get("tags")
-                .and_then(Value::as_array)
-                .map(|t| t.iter().map(|x| x.as_str().unwrap().to_string()).collect())
-                .unwrap_or_default(),
-            points: s["points"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|p| [p[0].as_f64(), p[1].as_f64()])
-                .collect(),
-        })
-        .collect()
-}
-
-fn translate(series: &[Owned], cfg: TranslateConfig) -> Value {
+/// Parses a v1 payload with the intake's own parser and translates it, as the HTTP path will.
+fn translate(json: &[u8], cfg: TranslateConfig) -> Value {
+    let mut body = json.to_vec();
+    let mut buffers = simd_json::Buffers::default();
     let mut t = Translator::new(cfg);
-    for o in series {
-        let tags: Vec<&str> = o.tags.iter().map(String::as_str).collect();
-        t.push(&DdSeries {
-            metric: &o.metric,
-            kind: o.kind.as_deref(),
-            interval: o.interval,
-            host: o.host.as_deref(),
-            device: o.device.as_deref(),
-            tags: &tags,
-            points: &o.points,
-        });
-    }
+    for_each_series(&mut body, &mut buffers, |s| t.push(s)).unwrap();
     let mut out = Vec::new();
     t.finish(&mut out);
     serde_json::from_slice(&out).unwrap()
@@ -74,10 +30,8 @@ fn golden_translations() {
     cases.sort();
     assert!(cases.len() >= 10);
     for dir in cases {
-        let input: Value =
-            serde_json::from_str(&std::fs::read_to_string(dir.join("input.json")).unwrap())
-                .unwrap();
-        let got = translate(&parse_payload(&input), TranslateConfig::default());
+        let input = std::fs::read(dir.join("input.json")).unwrap();
+        let got = translate(&input, TranslateConfig::default());
         let path = dir.join("expected.json");
         if std::env::var_os("UPDATE_GOLDEN").is_some() {
             std::fs::write(&path, serde_json::to_string_pretty(&got).unwrap() + "\n").unwrap();
@@ -96,16 +50,15 @@ proptest! {
         interval in 1u32..60,
         tags in prop::collection::vec("[a-z]{1,6}(:[a-zA-Z0-9/._-]{1,10})?", 0..10),
     ) {
-        let o = Owned {
-            metric: "p.m".into(),
-            kind: Some(kind.to_string()),
-            interval: Some(f64::from(interval)),
-            host: Some("h".into()),
-            device: None,
-            tags,
-            points: points.iter().map(|&(t, v)| [Some(f64::from(t)), Some(v)]).collect(),
-        };
-        let out = translate(std::slice::from_ref(&o), TranslateConfig::default());
+        let payload = serde_json::json!({"series": [{
+            "metric": "p.m",
+            "type": kind,
+            "interval": interval,
+            "host": "h",
+            "tags": tags,
+            "points": points.iter().map(|&(t, v)| serde_json::json!([t, v])).collect::<Vec<_>>(),
+        }]});
+        let out = translate(payload.to_string().as_bytes(), TranslateConfig::default());
         let arr = out.get("gauge").or_else(|| out.get("counter")).unwrap().as_array().unwrap();
         prop_assert_eq!(arr.len(), points.len());
         let scale = if kind == "rate" { f64::from(interval) } else { 1.0 };

@@ -50,17 +50,6 @@ pub struct SinkHandle {
     pub stats: Arc<SinkStats>,
 }
 
-impl SinkHandle {
-    /// Batches waiting in the queue.
-    pub fn queue_depth(&self) -> usize {
-        self.tx.len()
-    }
-    /// Queue capacity in batches.
-    pub fn queue_capacity(&self) -> usize {
-        self.tx.capacity().unwrap_or(0)
-    }
-}
-
 /// The read-only view of a sink for the control plane (holds no sender, so it never keeps
 /// a queue open at shutdown).
 #[derive(Debug, Clone)]

@@ -19,10 +19,12 @@
 //!    fake only where no real server can produce the failure).
 //! 4. List its metrics in the module's `//!` doc.
 //!
-//! Metrics (per sink, label `sink`): `switchyard_sink_values_total{outcome=delivered|dropped}`,
-//! `switchyard_sink_dropped_values_total{reason}`, `switchyard_sink_batches_total`,
+//! Metrics (per sink, label `sink`; rendered by the control plane):
+//! `switchyard_sink_enqueued_values_total`, `switchyard_sink_enqueued_batches_total` (counted
+//! by the shards), `switchyard_sink_delivered_values_total`,
+//! `switchyard_sink_dropped_values_total{reason=queue_full|retries_exhausted|fatal|shutdown|translation}`,
 //! `switchyard_sink_bytes_total`, `switchyard_sink_retries_total`,
-//! `switchyard_sink_queue_depth_batches`.
+//! `switchyard_sink_queue_depth_batches`, `switchyard_sink_queue_capacity_batches`.
 
 pub mod driver;
 pub mod error;

@@ -1,8 +1,10 @@
 //! Series identity: metric name, canonical tags and host, packed into one byte string.
 //!
 //! Tags are canonicalised so that tag order never splits a series: empty tags dropped, sorted,
-//! de-duplicated. The key is built in a reusable scratch buffer, so looking up an existing
-//! series allocates nothing; only a new series copies its key into a `Box<[u8]>`.
+//! de-duplicated. The key is built in a reusable scratch buffer and identified by a 128-bit
+//! keyed hash ([`SeriesId`]), so looking up an existing series allocates nothing and never
+//! reads stored key bytes; only a new series copies its key into a `Box<[u8]>` (kept for
+//! output).
 
 use crate::statsd::LineError;
 use std::hash::BuildHasher;

@@ -209,28 +209,39 @@ mod tests {
     use super::*;
     use libdeflater::{CompressionLvl, Compressor};
 
-    fn gzip(data: &[u8]) -> Vec<u8> {
+    type Compress =
+        fn(&mut Compressor, &[u8], &mut [u8]) -> Result<usize, libdeflater::CompressionError>;
+
+    fn compress(data: &[u8], bound: fn(&mut Compressor, usize) -> usize, run: Compress) -> Vec<u8> {
         let mut c = Compressor::new(CompressionLvl::default());
-        let mut out = vec![0; c.gzip_compress_bound(data.len())];
-        let n = c.gzip_compress(data, &mut out).unwrap();
+        let mut out = vec![0; bound(&mut c, data.len())];
+        let n = run(&mut c, data, &mut out).unwrap();
         out.truncate(n);
         out
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        compress(
+            data,
+            Compressor::gzip_compress_bound,
+            Compressor::gzip_compress,
+        )
     }
 
     fn zlib(data: &[u8]) -> Vec<u8> {
-        let mut c = Compressor::new(CompressionLvl::default());
-        let mut out = vec![0; c.zlib_compress_bound(data.len())];
-        let n = c.zlib_compress(data, &mut out).unwrap();
-        out.truncate(n);
-        out
+        compress(
+            data,
+            Compressor::zlib_compress_bound,
+            Compressor::zlib_compress,
+        )
     }
 
     fn raw_deflate(data: &[u8]) -> Vec<u8> {
-        let mut c = Compressor::new(CompressionLvl::default());
-        let mut out = vec![0; c.deflate_compress_bound(data.len())];
-        let n = c.deflate_compress(data, &mut out).unwrap();
-        out.truncate(n);
-        out
+        compress(
+            data,
+            Compressor::deflate_compress_bound,
+            Compressor::deflate_compress,
+        )
     }
 
     // Copies of shared/reference/captures (produced by real clients), kept with the tests.

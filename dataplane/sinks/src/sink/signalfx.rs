@@ -77,18 +77,18 @@ impl SignalfxSink {
         })
     }
 
-    fn body(&mut self) -> &[u8] {
-        let Some(c) = self.compressor.as_mut() else {
-            return &self.json;
-        };
-        self.body.resize(c.gzip_compress_bound(self.json.len()), 0);
-        match c.gzip_compress(&self.json, &mut self.body) {
-            Ok(n) => {
-                self.body.truncate(n);
-                &self.body
-            }
+    /// Gzips `json` into `out` when a compressor is configured; returns the bytes to send.
+    fn encode<'b>(
+        compressor: Option<&mut libdeflater::Compressor>,
+        json: &'b [u8],
+        out: &'b mut Vec<u8>,
+    ) -> &'b [u8] {
+        let Some(c) = compressor else { return json };
+        out.resize(c.gzip_compress_bound(json.len()), 0);
+        match c.gzip_compress(json, out) {
+            Ok(n) => &out[..n],
             // The bound makes this unreachable; fall back to the plain body.
-            Err(_) => &self.json,
+            Err(_) => json,
         }
     }
 
@@ -108,18 +108,19 @@ impl SignalfxSink {
         self.json.clear();
         self.translator.finish(&mut self.json);
         let gzip = self.compressor.is_some();
-        let url = self.url.clone();
-        let token = self.token.clone();
-        let agent = self.agent.clone();
-        let body = self.body();
+        let body = Self::encode(self.compressor.as_mut(), &self.json, &mut self.body);
         let sent = body.len() as u64;
-        let mut req = agent.post(&url).header("Content-Type", "application/json");
+        let mut req = self
+            .agent
+            .post(&self.url)
+            .header("Content-Type", "application/json");
         if gzip {
             req = req.header("Content-Encoding", "gzip");
         }
-        if let Some(t) = &token {
+        if let Some(t) = &self.token {
             req = req.header("X-SF-Token", t);
         }
+        let url = &self.url;
         let resp = req
             .send(body)
             .map_err(|e| SinkError::Retryable(format!("POST {url}: {e}")))?;
