@@ -197,7 +197,7 @@ mkdir -p "$ROOT$CONF_DIR"
 chmod 0750 "$ROOT$CONF_DIR"
 [[ $STAGING -eq 1 ]] || chown "root:$SVC_GROUP" "$CONF_DIR"
 install_if_absent 0640 "$SCRIPT_DIR/switchyard.toml" "$CONF_DEST" "root:$SVC_GROUP"
-install_if_absent 0644 "$SCRIPT_DIR/switchyard.env" "$ENV_DEST"
+install_if_absent 0640 "$SCRIPT_DIR/switchyard.env" "$ENV_DEST" "root:$SVC_GROUP"
 
 # ---------------------------------------------------------------------------------------
 # 4. Kernel socket buffers

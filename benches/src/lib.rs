@@ -11,6 +11,8 @@
 //! orders), so two runs bench the same bytes. Nothing here can fail: fixtures that do not parse
 //! are dropped by [`parse_metrics`], never unwrapped.
 
+pub mod http;
+
 use switchyard_core::aggregate::{GaugeDialect, HostSource, IntervalAggregator, LineContext};
 use switchyard_core::statsd::{lines, parse_metric, MetricKind, MetricLine};
 

@@ -1,12 +1,14 @@
 //! Switchyard's control plane: a small HTTP API on its own thread with a current-thread
 //! tokio runtime, bound to loopback by default.
 //!
-//! Endpoints so far: `GET /healthz` (the process is alive: 200 `ok`) and `GET /metrics`
+//! Endpoints so far: `GET /healthz` (the process is alive: 200 `ok`), `GET /metrics`
 //! (Prometheus text exposition of every counter, summed across shards when scraped; see
-//! [`metrics`]). The listener is bound before [`spawn`] returns, so a bad address fails the
+//! [`metrics`]) and `GET /v1/stats/top?by=points|series&limit=N` (the heaviest metric names
+//! over a sliding window; see [`stats`]). The listener is bound before [`spawn`] returns, so a bad address fails the
 //! start instead of a background thread.
 
 pub mod metrics;
+pub mod stats;
 
 use axum::extract::State;
 use axum::http::header;
@@ -70,6 +72,7 @@ pub fn router(state: ControlState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics_handler))
+        .route("/v1/stats/top", get(stats::top_handler))
         .with_state(state)
 }
 

@@ -4,10 +4,12 @@
 //! counter appear out of nowhere. Label values come from bounded sets only (reasons, sink
 //! names from the config).
 
+mod http;
+
 use std::fmt::Write;
 use switchyard_core::statsd::LineError;
 use switchyard_core::telemetry::Telemetry;
-use switchyard_sinks::{DropReason, SinkProbe, SinkStats};
+use switchyard_sinks::{DropReason, RequestOutcome, SinkProbe, SinkStats, LATENCY_BUCKETS};
 
 struct Out(String);
 
@@ -191,6 +193,7 @@ pub fn render(t: &Telemetry, sinks: &[SinkProbe]) -> String {
         "Series expired after being idle.",
         f.series_expired as f64,
     );
+    http::render(&mut o, &total.http);
 
     o.family(
         "switchyard_sink_enqueued_values_total",
@@ -216,6 +219,44 @@ pub fn render(t: &Telemetry, sinks: &[SinkProbe]) -> String {
             "switchyard_sink_enqueued_batches_total",
             &[("sink", &p.name)],
             v as f64,
+        );
+    }
+    o.family(
+        "switchyard_sink_received_total",
+        "counter",
+        "Queue items a sink took: statsd batches and HTTP intake payloads.",
+    );
+    for p in sinks {
+        for (kind, c) in [("batch", &p.stats.batches), ("payload", &p.stats.payloads)] {
+            o.value(
+                "switchyard_sink_received_total",
+                &[("sink", &p.name), ("kind", kind)],
+                SinkStats::get(c) as f64,
+            );
+        }
+    }
+    o.family(
+        "switchyard_sink_received_values_total",
+        "counter",
+        "Values (points) a sink took off its queue.",
+    );
+    for p in sinks {
+        o.value(
+            "switchyard_sink_received_values_total",
+            &[("sink", &p.name)],
+            SinkStats::get(&p.stats.values_received) as f64,
+        );
+    }
+    o.family(
+        "switchyard_sink_received_series_total",
+        "counter",
+        "Series (checks, events) a sink took off its queue.",
+    );
+    for p in sinks {
+        o.value(
+            "switchyard_sink_received_series_total",
+            &[("sink", &p.name)],
+            SinkStats::get(&p.stats.series_received) as f64,
         );
     }
     o.family(
@@ -256,9 +297,64 @@ pub fn render(t: &Telemetry, sinks: &[SinkProbe]) -> String {
         }
     }
     o.family(
+        "switchyard_sink_requests_total",
+        "counter",
+        "HTTP request attempts by outcome: success (2xx), retryable (5xx, 408, 429), rejected (other statuses, not retried), error (no response).",
+    );
+    for p in sinks {
+        for r in RequestOutcome::ALL {
+            o.value(
+                "switchyard_sink_requests_total",
+                &[("sink", &p.name), ("outcome", r.as_str())],
+                p.stats.requests(r) as f64,
+            );
+        }
+    }
+    o.family(
+        "switchyard_sink_request_duration_seconds",
+        "histogram",
+        "HTTP request attempt latency, response included.",
+    );
+    for p in sinks {
+        let cum = p.stats.latency.cumulative();
+        let les = LATENCY_BUCKETS
+            .iter()
+            .map(|b| b.to_string())
+            .chain(std::iter::once("+Inf".to_string()));
+        for (le, v) in les.zip(cum) {
+            o.value(
+                "switchyard_sink_request_duration_seconds_bucket",
+                &[("sink", &p.name), ("le", &le)],
+                v as f64,
+            );
+        }
+        o.value(
+            "switchyard_sink_request_duration_seconds_sum",
+            &[("sink", &p.name)],
+            SinkStats::get(&p.stats.latency.sum_micros) as f64 / 1e6,
+        );
+        o.value(
+            "switchyard_sink_request_duration_seconds_count",
+            &[("sink", &p.name)],
+            SinkStats::get(&p.stats.latency.count) as f64,
+        );
+    }
+    o.family(
+        "switchyard_sink_uncompressed_bytes_total",
+        "counter",
+        "Bytes of delivered bodies before compression (with switchyard_sink_bytes_total: the compression ratio).",
+    );
+    for p in sinks {
+        o.value(
+            "switchyard_sink_uncompressed_bytes_total",
+            &[("sink", &p.name)],
+            SinkStats::get(&p.stats.bytes_uncompressed) as f64,
+        );
+    }
+    o.family(
         "switchyard_sink_bytes_total",
         "counter",
-        "Encoded bytes a sink wrote.",
+        "Bytes a sink delivered after compression (on the wire, or written).",
     );
     for p in sinks {
         o.value(
@@ -282,7 +378,7 @@ pub fn render(t: &Telemetry, sinks: &[SinkProbe]) -> String {
     o.family(
         "switchyard_sink_queue_depth_batches",
         "gauge",
-        "Batches waiting in a sink's queue.",
+        "Items (batches and payloads) waiting in a sink's queue.",
     );
     for p in sinks {
         o.value(
@@ -294,7 +390,7 @@ pub fn render(t: &Telemetry, sinks: &[SinkProbe]) -> String {
     o.family(
         "switchyard_sink_queue_capacity_batches",
         "gauge",
-        "Capacity of a sink's queue.",
+        "Capacity of a sink's queue, in items.",
     );
     for p in sinks {
         o.value(

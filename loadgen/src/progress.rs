@@ -39,8 +39,17 @@ impl Progress {
         }
     }
 
-    /// Reports the state at `elapsed`; redraws only every [`INTERVAL`].
+    /// Reports a statsd run's state at `elapsed`; redraws only every [`INTERVAL`].
     pub fn update(&mut self, elapsed: Duration, lines: u64, datagrams: u64, retries: u64) {
+        self.update_with(elapsed, |secs| {
+            let rate = lines as f64 / secs;
+            format!("{lines} lines, {datagrams} datagrams, {rate:.0} lines/s, {retries} retries")
+        });
+    }
+
+    /// Reports the state at `elapsed` with a message built (only when redrawing) from the
+    /// elapsed seconds (never zero); redraws only every [`INTERVAL`].
+    pub fn update_with(&mut self, elapsed: Duration, message: impl FnOnce(f64) -> String) {
         let Some(bar) = &self.bar else {
             return;
         };
@@ -48,11 +57,8 @@ impl Progress {
             return;
         }
         self.next_update = elapsed + INTERVAL;
-        let rate = lines as f64 / elapsed.as_secs_f64().max(1e-9);
         bar.set_position(elapsed.as_millis() as u64);
-        bar.set_message(format!(
-            "{lines} lines, {datagrams} datagrams, {rate:.0} lines/s, {retries} retries"
-        ));
+        bar.set_message(message(elapsed.as_secs_f64().max(1e-9)));
     }
 
     /// Removes the bar from the terminal.

@@ -100,7 +100,7 @@ pub struct StatsdArgs {
 }
 
 /// Parses a positive, finite number.
-fn positive_finite(text: &str) -> Result<f64, String> {
+pub(crate) fn positive_finite(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
         Ok(_) => Err("must be a positive, finite number".to_owned()),
@@ -109,7 +109,7 @@ fn positive_finite(text: &str) -> Result<f64, String> {
 }
 
 /// Parses a run length in seconds.
-fn run_seconds(text: &str) -> Result<f64, String> {
+pub(crate) fn run_seconds(text: &str) -> Result<f64, String> {
     let v = positive_finite(text)?;
     if v > MAX_DURATION_SECS {
         return Err(format!("at most {MAX_DURATION_SECS} seconds"));

@@ -29,6 +29,8 @@ pub struct Entry<V> {
     pub check: u64,
     /// Series identity.
     pub key: SeriesKey,
+    /// Lines folded in this interval (for the top-names statistics).
+    pub samples: u32,
     /// Aggregate.
     pub val: V,
 }

@@ -51,6 +51,9 @@ pub struct Config {
     /// The statsd / DogStatsD ingest path.
     #[serde(default)]
     pub statsd: StatsdConfig,
+    /// The Datadog-compatible HTTP intake.
+    #[serde(default)]
+    pub http: HttpConfig,
     /// The control-plane listener.
     #[serde(default)]
     pub control: ControlConfig,
@@ -175,6 +178,58 @@ impl Default for StatsdConfig {
     }
 }
 
+/// `[http]`: the Datadog-compatible HTTP intake, served by every shard.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// `HOST:PORT` to listen on (one `SO_REUSEPORT` socket per shard); empty disables the
+    /// HTTP intake.
+    pub listen: String,
+    /// Name of an environment variable holding the accepted API keys, separated by commas
+    /// or whitespace. Unset: any key is accepted (a key is still required, as the vendor
+    /// requires one) and forwarded.
+    pub api_keys_env: Option<String>,
+    /// Largest request body on the wire (compressed), in bytes; larger gets 413. Each
+    /// endpoint's own vendor limit applies below this (v2 series: 512000).
+    pub max_body_bytes: usize,
+    /// Largest body once decompressed, in bytes (v2 series: 5242880 below this).
+    pub max_decompressed_bytes: usize,
+    /// Request bodies held in memory at once per shard (compressed plus decompressed);
+    /// requests beyond it are answered 429 with `Retry-After`.
+    pub max_inflight_bytes: usize,
+    /// Open connections per shard; more are closed at once and counted.
+    pub max_connections: usize,
+    /// Largest request head (request line and headers), in bytes; a larger head is not
+    /// read: the connection is closed.
+    pub max_header_bytes: usize,
+    /// Time allowed to receive a request's head and body once it has started; slower
+    /// clients get 408 and are disconnected.
+    #[serde(with = "humantime_serde")]
+    pub read_timeout: Duration,
+    /// An idle keep-alive connection is closed after this long.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// The `Retry-After` value (seconds) sent with 429 and 503.
+    pub retry_after_secs: u32,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            api_keys_env: None,
+            max_body_bytes: 3_200_000,
+            max_decompressed_bytes: 62_914_560,
+            max_inflight_bytes: 256 << 20,
+            max_connections: 1024,
+            max_header_bytes: 64 << 10,
+            read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            retry_after_secs: 1,
+        }
+    }
+}
+
 /// `[control]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -201,23 +256,30 @@ pub struct SinkConfig {
     /// File path (`type = "file"` only; parent directories are created).
     #[serde(default)]
     pub path: Option<PathBuf>,
-    /// Output format.
+    /// Output format (`file` and `stdout` sinks).
     #[serde(default)]
     pub format: SinkFormat,
     /// Queue capacity in batches.
     #[serde(default = "default_queue_batches")]
     pub queue_batches: usize,
-    /// Base URL of the ingest endpoint (`type = "signalfx"` only), such as
-    /// `https://ingest.us0.signalfx.com`; `/v2/datapoint` is appended.
-    #[serde(default)]
-    pub url: Option<String>,
-    /// Name of the environment variable holding the access token (`X-SF-Token`). Secrets
-    /// never go in the config file.
+    /// Base URL of the vendor (`datadog` and `signalfx` sinks), such as
+    /// `https://api.datadoghq.com` or `https://ingest.us1.signalfx.com`. The API path
+    /// (`/api/v1/series`, `/v2/datapoint`, ...) is appended.
+    #[serde(default, alias = "url")]
+    pub endpoint: Option<String>,
+    /// Name of the environment variable holding the SignalFx access token (`X-SF-Token`).
+    /// Secrets never go in the config file.
     #[serde(default)]
     pub token_env: Option<String>,
-    /// Request body compression (`gzip` or `none`).
+    /// Name of the environment variable holding the Datadog API key (`DD-API-KEY`). Unset:
+    /// each HTTP payload is forwarded with the key its client sent, and statsd aggregates
+    /// (which carry no key) are dropped, counted as `reason="no_api_key"` with an error log.
     #[serde(default)]
-    pub compression: Compression,
+    pub api_key_env: Option<String>,
+    /// Request body compression: `gzip`, `deflate` (zlib) or `none`. Default: `deflate`
+    /// for `datadog` (accepted on every Datadog endpoint), `gzip` for `signalfx`.
+    #[serde(default)]
+    pub compression: Option<Compression>,
     /// libdeflate level, 1 (fastest) to 12 (smallest).
     #[serde(default = "default_compression_level")]
     pub compression_level: u8,
@@ -227,6 +289,20 @@ pub struct SinkConfig {
     /// Most series per request.
     #[serde(default = "default_max_series_per_request")]
     pub max_series_per_request: usize,
+    /// Requests in flight at once (one delivery worker each).
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+    /// Retries after the first attempt before a request's data is dropped
+    /// (`reason="retries_exhausted"`).
+    #[serde(default = "default_max_retries")]
+    pub max_retries: u32,
+    /// PEM file of extra CA certificates to trust for `https://` endpoints (for a private
+    /// CA); the public web roots are always trusted.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// SignalFx body encoding: `json` or `protobuf`.
+    #[serde(default)]
+    pub encoding: SfxEncoding,
     /// Datadog `rate` series as SignalFx `counter` (value x interval) or `gauge`.
     #[serde(default)]
     pub rate_as: crate::translate::RateAs,
@@ -248,24 +324,42 @@ fn default_max_series_per_request() -> usize {
     5000
 }
 
+fn default_max_in_flight() -> usize {
+    4
+}
+
+fn default_max_retries() -> u32 {
+    5
+}
+
 /// Request body compression.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
     /// gzip with libdeflate.
-    #[default]
     Gzip,
+    /// A zlib stream with libdeflate (Datadog's `deflate`).
+    Deflate,
     /// Uncompressed.
     None,
 }
 
-/// Settings of a SignalFx sink.
+/// SignalFx request body encoding.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SfxEncoding {
+    /// `application/json`, `{"gauge":[...],"counter":[...]}`.
+    #[default]
+    Json,
+    /// `application/x-protobuf`, `DataPointUploadMessage`.
+    Protobuf,
+}
+
+/// What every HTTP vendor sink shares.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SignalfxSettings {
-    /// Full datapoint URL (`.../v2/datapoint`).
-    pub datapoint_url: String,
-    /// Environment variable holding the token.
-    pub token_env: Option<String>,
+pub struct HttpSinkSettings {
+    /// Base URL without a trailing slash.
+    pub endpoint: String,
     /// Compression.
     pub compression: Compression,
     /// libdeflate level.
@@ -274,8 +368,34 @@ pub struct SignalfxSettings {
     pub request_timeout: Duration,
     /// Most series per request.
     pub max_series_per_request: usize,
+    /// Requests in flight at once.
+    pub max_in_flight: usize,
+    /// Retries after the first attempt.
+    pub max_retries: u32,
+    /// Extra CA certificates (PEM).
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Settings of a SignalFx sink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignalfxSettings {
+    /// Shared HTTP settings; `/v2/datapoint` is appended to the endpoint.
+    pub http: HttpSinkSettings,
+    /// Environment variable holding the token.
+    pub token_env: Option<String>,
+    /// Body encoding.
+    pub encoding: SfxEncoding,
     /// Rate handling.
     pub rate_as: crate::translate::RateAs,
+}
+
+/// Settings of a Datadog sink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatadogSettings {
+    /// Shared HTTP settings; the intake path is appended to the endpoint.
+    pub http: HttpSinkSettings,
+    /// Environment variable holding the API key (`None`: forward the client's key).
+    pub api_key_env: Option<String>,
 }
 
 /// The sink types.
@@ -288,8 +408,16 @@ pub enum SinkType {
     Stdout,
     /// Counts and discards.
     Blackhole,
+    /// Datadog intake (`/api/v1/series` and passthrough of every intake endpoint).
+    Datadog,
     /// SignalFx `/v2/datapoint` (translated per `formats.md` §5).
     Signalfx,
+}
+
+impl SinkType {
+    fn is_http(self) -> bool {
+        matches!(self, SinkType::Datadog | SinkType::Signalfx)
+    }
 }
 
 /// A validated sink kind with its settings.
@@ -304,11 +432,31 @@ pub enum SinkKind {
     Stdout,
     /// Counts and discards.
     Blackhole,
+    /// Datadog intake.
+    Datadog(DatadogSettings),
     /// SignalFx ingest.
     Signalfx(SignalfxSettings),
 }
 
 impl SinkConfig {
+    fn http_settings(&self, default_compression: Compression) -> HttpSinkSettings {
+        HttpSinkSettings {
+            endpoint: self
+                .endpoint
+                .as_deref()
+                .unwrap_or("")
+                .trim_end_matches('/')
+                .to_string(),
+            compression: self.compression.unwrap_or(default_compression),
+            compression_level: self.compression_level,
+            request_timeout: self.request_timeout,
+            max_series_per_request: self.max_series_per_request,
+            max_in_flight: self.max_in_flight,
+            max_retries: self.max_retries,
+            ca_file: self.ca_file.clone(),
+        }
+    }
+
     /// The resolved kind (validated at load, so a file sink always has a path).
     pub fn kind(&self) -> SinkKind {
         match (self.sink_type, &self.path) {
@@ -316,16 +464,14 @@ impl SinkConfig {
             (SinkType::File, None) => SinkKind::Blackhole,
             (SinkType::Stdout, _) => SinkKind::Stdout,
             (SinkType::Blackhole, _) => SinkKind::Blackhole,
+            (SinkType::Datadog, _) => SinkKind::Datadog(DatadogSettings {
+                http: self.http_settings(Compression::Deflate),
+                api_key_env: self.api_key_env.clone(),
+            }),
             (SinkType::Signalfx, _) => SinkKind::Signalfx(SignalfxSettings {
-                datapoint_url: format!(
-                    "{}/v2/datapoint",
-                    self.url.as_deref().unwrap_or("").trim_end_matches('/')
-                ),
+                http: self.http_settings(Compression::Gzip),
                 token_env: self.token_env.clone(),
-                compression: self.compression,
-                compression_level: self.compression_level,
-                request_timeout: self.request_timeout,
-                max_series_per_request: self.max_series_per_request,
+                encoding: self.encoding,
                 rate_as: self.rate_as,
             }),
         }
@@ -349,6 +495,73 @@ pub struct RouteConfig {
     pub name: String,
     /// Sinks that receive the route's series.
     pub to: Vec<String>,
+}
+
+/// Checks one sink's settings; the key is relative to `sinks.NAME` (empty or `.field`).
+fn validate_sink(s: &SinkConfig) -> Result<(), (String, String)> {
+    let ty = s.sink_type;
+    if ty.is_http() {
+        match s.endpoint.as_deref() {
+            None => {
+                return Err((
+                    String::new(),
+                    "an http sink needs `endpoint` (such as \"https://api.datadoghq.com\")".into(),
+                ))
+            }
+            Some(u) => {
+                let rest = u
+                    .strip_prefix("http://")
+                    .or_else(|| u.strip_prefix("https://"));
+                if rest.is_none_or(|r| r.is_empty() || r.starts_with('/')) {
+                    return Err((
+                        ".endpoint".into(),
+                        format!("`{u}` is not an http:// or https:// URL"),
+                    ));
+                }
+            }
+        }
+    } else {
+        let http_only = [
+            ("endpoint", s.endpoint.is_some()),
+            ("token_env", s.token_env.is_some()),
+            ("api_key_env", s.api_key_env.is_some()),
+            ("ca_file", s.ca_file.is_some()),
+            ("compression", s.compression.is_some()),
+        ];
+        for (k, set) in http_only {
+            if set {
+                return Err((
+                    format!(".{k}"),
+                    "only datadog and signalfx sinks take this setting".into(),
+                ));
+            }
+        }
+    }
+    if ty == SinkType::Datadog && s.token_env.is_some() {
+        return Err((
+            ".token_env".into(),
+            "datadog sinks take `api_key_env`; `token_env` is for signalfx".into(),
+        ));
+    }
+    if ty == SinkType::Signalfx && s.api_key_env.is_some() {
+        return Err((
+            ".api_key_env".into(),
+            "signalfx sinks take `token_env`; `api_key_env` is for datadog".into(),
+        ));
+    }
+    if !(1..=12).contains(&s.compression_level) {
+        return Err((".compression_level".into(), "must be 1 to 12".into()));
+    }
+    if s.max_series_per_request == 0 {
+        return Err((
+            ".max_series_per_request".into(),
+            "must be greater than 0".into(),
+        ));
+    }
+    if !(1..=64).contains(&s.max_in_flight) {
+        return Err((".max_in_flight".into(), "must be 1 to 64".into()));
+    }
+    Ok(())
 }
 
 impl Config {
@@ -435,6 +648,35 @@ impl Config {
         if self.statsd.recv_batch > 1024 {
             return err("statsd.recv_batch".into(), "must be at most 1024".into());
         }
+        if !self.http.listen.is_empty() {
+            if let Err(e) = self.http.listen.parse::<SocketAddr>() {
+                return err(
+                    "http.listen".into(),
+                    format!("`{}` is not HOST:PORT ({e})", self.http.listen),
+                );
+            }
+        }
+        let http_positive = [
+            ("http.max_body_bytes", self.http.max_body_bytes),
+            (
+                "http.max_decompressed_bytes",
+                self.http.max_decompressed_bytes,
+            ),
+            ("http.max_inflight_bytes", self.http.max_inflight_bytes),
+            ("http.max_connections", self.http.max_connections),
+            ("http.max_header_bytes", self.http.max_header_bytes),
+        ];
+        for (k, v) in http_positive {
+            if v == 0 {
+                return err(k.into(), "must be greater than 0".into());
+            }
+        }
+        if self.http.max_inflight_bytes < self.http.max_body_bytes {
+            return err(
+                "http.max_inflight_bytes".into(),
+                "must be at least http.max_body_bytes".into(),
+            );
+        }
         if let Err(e) = self.control.listen.parse::<SocketAddr>() {
             return err(
                 "control.listen".into(),
@@ -455,7 +697,10 @@ impl Config {
                 (SinkType::File, Some(p)) if p.as_os_str().is_empty() => {
                     return err(format!("sinks.{name}.path"), "must not be empty".into())
                 }
-                (SinkType::Stdout | SinkType::Blackhole | SinkType::Signalfx, Some(_)) => {
+                (
+                    SinkType::Stdout | SinkType::Blackhole | SinkType::Datadog | SinkType::Signalfx,
+                    Some(_),
+                ) => {
                     return err(
                         format!("sinks.{name}.path"),
                         "only file sinks take a path".into(),
@@ -465,35 +710,8 @@ impl Config {
             }
         }
         for (name, s) in &self.sinks {
-            match (s.sink_type, s.url.as_deref()) {
-                (SinkType::Signalfx, None) => {
-                    return err(format!("sinks.{name}"), "a signalfx sink needs `url`".into())
-                }
-                (SinkType::Signalfx, Some(u)) if u.starts_with("https://") => {
-                    return err(
-                        format!("sinks.{name}.url"),
-                        "https is not supported yet (TLS arrives with the security work); use http:// to a local TLS proxy".into(),
-                    )
-                }
-                (SinkType::Signalfx, Some(u)) if !u.starts_with("http://") || u.len() <= 7 => {
-                    return err(format!("sinks.{name}.url"), format!("`{u}` is not an http:// URL"))
-                }
-                (SinkType::File | SinkType::Stdout | SinkType::Blackhole, Some(_)) => {
-                    return err(format!("sinks.{name}.url"), "only signalfx sinks take a url".into())
-                }
-                _ => {}
-            }
-            if !(1..=12).contains(&s.compression_level) {
-                return err(
-                    format!("sinks.{name}.compression_level"),
-                    "must be 1 to 12".into(),
-                );
-            }
-            if s.max_series_per_request == 0 {
-                return err(
-                    format!("sinks.{name}.max_series_per_request"),
-                    "must be greater than 0".into(),
-                );
+            if let Err((k, m)) = validate_sink(s) {
+                return err(format!("sinks.{name}{k}"), m);
             }
         }
         if self.routes.is_empty() {
@@ -563,6 +781,11 @@ impl Config {
         (0..self.statsd.listen.len())
             .filter_map(|i| self.listener(i).ok())
             .collect()
+    }
+
+    /// The HTTP intake address, if enabled (validated at load).
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.listen.parse().ok()
     }
 
     /// The control listener address (validated at load).

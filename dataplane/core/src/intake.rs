@@ -1,16 +1,31 @@
 //! The pure half of the HTTP intake: request-body decoding within limits and Datadog payload
-//! parsing. The glommio HTTP server (a later stage) only moves bytes to and from here.
+//! parsing. The glommio HTTP server (`switchyard-shard`'s `http` module) only moves bytes to
+//! and from here.
 //!
+//! - [`accept`]: one request body from wire bytes to an accepted
+//!   [`IntakePayload`](crate::egress::IntakePayload): decode within the endpoint's caps,
+//!   validate the whole payload, count series and points.
 //! - [`decompress`]: `identity`, `gzip`, `deflate` (a zlib stream, with raw-deflate
 //!   fallback) with libdeflate, and `zstd`/`zstd1`, always into a buffer capped at the
 //!   configured decompressed limit: a bomb gets [`BodyError::TooLarge`], never an
 //!   allocation of its claimed size.
-//! - [`series_v1`]: `POST /api/v1/series` parsed in place with simd-json (reused buffers),
-//!   every variant real clients send (float timestamps, `null` host/device, missing
-//!   `type`/`interval`), handed out as borrowed [`DdSeries`](crate::translate::DdSeries).
+//! - [`json`]: the nesting guard (simd-json recurses per level when building values, so a
+//!   deep body would overflow the stack) and shared field helpers.
+//! - [`series_v1`], [`series_v2`]: `/api/v1/series` and `/api/v2/series`, parsed in place
+//!   with simd-json (reused buffers), every variant real clients send (float timestamps,
+//!   `null` host/device, missing `type`/`interval`), handed out as borrowed
+//!   [`DdSeries`](crate::translate::DdSeries) so one translator serves both.
+//! - [`check_run`], [`events`], [`distribution_points`]: the other intake endpoints,
+//!   validated and viewed in place.
 
+pub mod accept;
+pub mod check_run;
 pub mod decompress;
+pub mod distribution_points;
+pub mod events;
+pub mod json;
 pub mod series_v1;
+pub mod series_v2;
 
 /// Why a request body was rejected, with the HTTP status the vendor would answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

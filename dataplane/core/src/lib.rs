@@ -8,9 +8,11 @@
 
 pub mod aggregate;
 pub mod config;
+pub mod egress;
 pub mod encode;
 pub mod intake;
 pub mod model;
 pub mod statsd;
 pub mod telemetry;
+pub mod topk;
 pub mod translate;

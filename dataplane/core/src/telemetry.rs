@@ -5,9 +5,12 @@
 //! shards' copies when scraped ([`Telemetry`]). The lock of a shard's slot is taken once per
 //! publish and once per scrape, never per line. Names follow `switchyard_<component>_<what>_<unit>`.
 
+use crate::egress::Endpoint;
 use crate::statsd::LineError;
+use crate::topk::{TopEntry, TopK};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::Duration;
 use std::time::Instant;
 
 /// statsd ingest counters of one shard.
@@ -51,6 +54,226 @@ impl StatsdCounters {
         }
         self.events += o.events;
         self.service_checks += o.service_checks;
+    }
+}
+
+/// Why the HTTP intake refused a request: a bounded set, one counter each
+/// (`switchyard_http_errors_total{reason}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpRefusal {
+    /// No API key, or one not on the allow-list (403).
+    Forbidden,
+    /// Unknown path (404).
+    NotFound,
+    /// Wrong method for the path (405).
+    MethodNotAllowed,
+    /// The body did not arrive within the read timeout (408).
+    Timeout,
+    /// Body over a size cap, compressed or decompressed (413).
+    TooLarge,
+    /// A content type other than JSON (415).
+    UnsupportedMediaType,
+    /// An unknown `Content-Encoding` (415).
+    UnsupportedEncoding,
+    /// The compressed stream is corrupt or truncated (400).
+    CorruptBody,
+    /// The JSON is malformed or not the endpoint's shape (400).
+    InvalidBody,
+    /// The shard holds too many request bodies at once (429).
+    Overloaded,
+    /// A destination queue is full (503).
+    QueueFull,
+    /// The process is shutting down (503).
+    ShuttingDown,
+    /// The body could not be read (the client went away mid-body).
+    BodyRead,
+}
+
+impl HttpRefusal {
+    /// Number of reasons.
+    pub const COUNT: usize = 13;
+    /// Every reason, in index order.
+    pub const ALL: [HttpRefusal; Self::COUNT] = [
+        HttpRefusal::Forbidden,
+        HttpRefusal::NotFound,
+        HttpRefusal::MethodNotAllowed,
+        HttpRefusal::Timeout,
+        HttpRefusal::TooLarge,
+        HttpRefusal::UnsupportedMediaType,
+        HttpRefusal::UnsupportedEncoding,
+        HttpRefusal::CorruptBody,
+        HttpRefusal::InvalidBody,
+        HttpRefusal::Overloaded,
+        HttpRefusal::QueueFull,
+        HttpRefusal::ShuttingDown,
+        HttpRefusal::BodyRead,
+    ];
+
+    /// Index into counter arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            HttpRefusal::Forbidden => "forbidden",
+            HttpRefusal::NotFound => "not_found",
+            HttpRefusal::MethodNotAllowed => "method_not_allowed",
+            HttpRefusal::Timeout => "timeout",
+            HttpRefusal::TooLarge => "too_large",
+            HttpRefusal::UnsupportedMediaType => "unsupported_media_type",
+            HttpRefusal::UnsupportedEncoding => "unsupported_encoding",
+            HttpRefusal::CorruptBody => "corrupt_body",
+            HttpRefusal::InvalidBody => "invalid_body",
+            HttpRefusal::Overloaded => "overloaded",
+            HttpRefusal::QueueFull => "queue_full",
+            HttpRefusal::ShuttingDown => "shutting_down",
+            HttpRefusal::BodyRead => "body_read",
+        }
+    }
+
+    /// The HTTP status answered.
+    pub fn status(self) -> u16 {
+        match self {
+            HttpRefusal::Forbidden => 403,
+            HttpRefusal::NotFound => 404,
+            HttpRefusal::MethodNotAllowed => 405,
+            HttpRefusal::Timeout => 408,
+            HttpRefusal::TooLarge => 413,
+            HttpRefusal::UnsupportedMediaType | HttpRefusal::UnsupportedEncoding => 415,
+            HttpRefusal::CorruptBody | HttpRefusal::InvalidBody | HttpRefusal::BodyRead => 400,
+            HttpRefusal::Overloaded => 429,
+            HttpRefusal::QueueFull | HttpRefusal::ShuttingDown => 503,
+        }
+    }
+}
+
+/// Per-endpoint intake counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EndpointCounters {
+    /// Requests received (`switchyard_http_requests_total{endpoint}`).
+    pub requests: u64,
+    /// Payloads accepted with 202 (`switchyard_http_payloads_total{endpoint}`).
+    pub payloads: u64,
+    /// Series, checks or events accepted (`switchyard_http_series_total{endpoint}`).
+    pub series: u64,
+    /// Points accepted (`switchyard_http_points_total{endpoint}`).
+    pub points: u64,
+    /// Accepted bytes on the wire (`switchyard_http_bytes_total{endpoint,stage="wire"}`).
+    pub wire_bytes: u64,
+    /// Accepted bytes once decompressed (`switchyard_http_bytes_total{endpoint,stage="decoded"}`).
+    pub decoded_bytes: u64,
+}
+
+impl EndpointCounters {
+    fn add(&mut self, o: &EndpointCounters) {
+        self.requests += o.requests;
+        self.payloads += o.payloads;
+        self.series += o.series;
+        self.points += o.points;
+        self.wire_bytes += o.wire_bytes;
+        self.decoded_bytes += o.decoded_bytes;
+    }
+}
+
+/// Upper bounds (seconds) of the request latency histogram buckets.
+pub const LATENCY_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+/// A fixed-bucket latency histogram (Prometheus shape: cumulative on render).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LatencyHistogram {
+    /// Observations per bucket (not cumulative); the last slot is `+Inf`.
+    pub buckets: [u64; LATENCY_BUCKETS.len() + 1],
+    /// Sum of observations, ns.
+    pub sum_ns: u64,
+    /// Observations.
+    pub count: u64,
+}
+
+impl LatencyHistogram {
+    /// Records one observation.
+    pub fn observe_ns(&mut self, ns: u64) {
+        let secs = ns as f64 / 1e9;
+        let i = LATENCY_BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        if let Some(b) = self.buckets.get_mut(i) {
+            *b += 1;
+        }
+        self.sum_ns += ns;
+        self.count += 1;
+    }
+
+    /// Adds `other` into `self`.
+    pub fn add(&mut self, o: &LatencyHistogram) {
+        for (a, b) in self.buckets.iter_mut().zip(o.buckets.iter()) {
+            *a += b;
+        }
+        self.sum_ns += o.sum_ns;
+        self.count += o.count;
+    }
+}
+
+/// HTTP intake counters of one shard.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HttpCounters {
+    /// Per endpoint, indexed by [`Endpoint::index`].
+    pub endpoints: [EndpointCounters; Endpoint::ALL.len()],
+    /// Refused requests by reason.
+    pub refused: [u64; HttpRefusal::COUNT],
+    /// Empty bodies (the Agent's keep-alive), answered 202 and not forwarded
+    /// (`switchyard_http_empty_bodies_total`).
+    pub empty_bodies: u64,
+    /// `GET /api/v1/validate` requests (`switchyard_http_validate_total`).
+    pub validate: u64,
+    /// Connections accepted (`switchyard_http_connections_total{result="accepted"}`).
+    pub connections_accepted: u64,
+    /// Connections closed at once over the per-shard cap
+    /// (`switchyard_http_connections_total{result="rejected"}`).
+    pub connections_rejected: u64,
+    /// Connections open now (`switchyard_http_connections_open`).
+    pub connections_open: u64,
+    /// Request body bytes held now (`switchyard_http_inflight_bytes`).
+    pub inflight_bytes: u64,
+    /// Time from request head to response, for requests with a body
+    /// (`switchyard_http_request_duration_seconds`).
+    pub latency: LatencyHistogram,
+}
+
+impl HttpCounters {
+    /// Counts a refusal.
+    pub fn refuse(&mut self, r: HttpRefusal) {
+        if let Some(c) = self.refused.get_mut(r.index()) {
+            *c += 1;
+        }
+    }
+
+    /// The counters of one endpoint.
+    pub fn endpoint(&mut self, e: Endpoint) -> &mut EndpointCounters {
+        // Endpoint::index is always in range: the array is sized by Endpoint::ALL.
+        let i = e.index().min(self.endpoints.len() - 1);
+        &mut self.endpoints[i]
+    }
+
+    /// Adds `other` into `self`.
+    pub fn add(&mut self, o: &HttpCounters) {
+        for (a, b) in self.endpoints.iter_mut().zip(o.endpoints.iter()) {
+            a.add(b);
+        }
+        for (a, b) in self.refused.iter_mut().zip(o.refused.iter()) {
+            *a += b;
+        }
+        self.empty_bodies += o.empty_bodies;
+        self.validate += o.validate;
+        self.connections_accepted += o.connections_accepted;
+        self.connections_rejected += o.connections_rejected;
+        self.connections_open += o.connections_open;
+        self.inflight_bytes += o.inflight_bytes;
+        self.latency.add(&o.latency);
     }
 }
 
@@ -114,6 +337,8 @@ impl SinkEnqueueCounters {
 pub struct ShardCounters {
     /// statsd ingest.
     pub statsd: StatsdCounters,
+    /// HTTP intake.
+    pub http: HttpCounters,
     /// Flushes.
     pub flush: FlushCounters,
     /// Distinct series in the current interval's partials (`switchyard_statsd_interval_series`).
@@ -126,6 +351,7 @@ impl ShardCounters {
     /// Adds `other` into `self`.
     pub fn add(&mut self, o: &ShardCounters) {
         self.statsd.add(&o.statsd);
+        self.http.add(&o.http);
         self.flush.add(&o.flush);
         self.interval_series += o.interval_series;
         if self.sinks.len() < o.sinks.len() {
@@ -138,10 +364,52 @@ impl ShardCounters {
     }
 }
 
+/// Window of the top-names statistics: names are ranked over the last one to two windows.
+pub const TOP_WINDOW: Duration = Duration::from_secs(60);
+/// Names tracked per shard and statistic (Space-Saving counters).
+pub const TOP_CAPACITY: usize = 1024;
+
+/// The heaviest metric names of one shard, by points and by distinct series, over a sliding
+/// window, in bounded memory (Space-Saving; see [`crate::topk`]).
+#[derive(Debug, Clone)]
+pub struct TopNames {
+    /// Weighted by points (statsd: lines).
+    pub by_points: TopK,
+    /// Weighted by series: each series counts once per interval (statsd) or per payload
+    /// (HTTP).
+    pub by_series: TopK,
+}
+
+impl Default for TopNames {
+    fn default() -> Self {
+        Self {
+            by_points: TopK::new(TOP_CAPACITY, TOP_WINDOW),
+            by_series: TopK::new(TOP_CAPACITY, TOP_WINDOW),
+        }
+    }
+}
+
+impl TopNames {
+    /// Records one series of `name` carrying `points` points, at `now` (time since the Unix
+    /// epoch, so every shard rotates windows together).
+    pub fn observe(&mut self, now: Duration, name: &str, points: u64) {
+        self.by_points.observe(now, name, points);
+        self.by_series.observe(now, name, 1);
+    }
+}
+
+/// The current time as the top-names statistics count it.
+pub fn top_clock() -> Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
 /// Counters published by the shards.
 #[derive(Debug)]
 pub struct Telemetry {
     shards: Vec<Mutex<ShardCounters>>,
+    tops: Vec<Mutex<TopNames>>,
     inodes: Mutex<Vec<u64>>,
     granted_rcvbuf: AtomicU64,
     started: Instant,
@@ -153,6 +421,9 @@ impl Telemetry {
         Self {
             shards: (0..shards)
                 .map(|_| Mutex::new(ShardCounters::default()))
+                .collect(),
+            tops: (0..shards)
+                .map(|_| Mutex::new(TopNames::default()))
                 .collect(),
             inodes: Mutex::new(Vec::new()),
             granted_rcvbuf: AtomicU64::new(0),
@@ -171,6 +442,34 @@ impl Telemetry {
             let mut g = m.lock().unwrap_or_else(|p| p.into_inner());
             g.clone_from(c);
         }
+    }
+
+    /// Replaces shard `i`'s published top names.
+    pub fn publish_top(&self, i: usize, t: &TopNames) {
+        if let Some(m) = self.tops.get(i) {
+            m.lock().unwrap_or_else(|p| p.into_inner()).clone_from(t);
+        }
+    }
+
+    /// The `limit` heaviest names over all shards, by points (`by_series == false`) or by
+    /// series, with the window's total weight.
+    pub fn top(&self, by_series: bool, limit: usize) -> (Vec<TopEntry>, u64) {
+        let now = top_clock();
+        let mut all = TopK::new(TOP_CAPACITY, TOP_WINDOW);
+        all.advance(now);
+        for m in &self.tops {
+            let t = m.lock().unwrap_or_else(|p| p.into_inner());
+            let k = if by_series {
+                &t.by_series
+            } else {
+                &t.by_points
+            };
+            let mut k = k.clone();
+            k.advance(now);
+            // Same window constant everywhere: a mismatch cannot happen.
+            let _ = all.merge(&k);
+        }
+        (all.top(limit), all.total())
     }
 
     /// Shard `i`'s last published counters.

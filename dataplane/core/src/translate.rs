@@ -207,16 +207,51 @@ impl Translator {
 
     /// Translates one series; its datapoints are appended to the pending request body.
     pub fn push(&mut self, s: &DdSeries<'_>) {
+        let Some(ty) = self.prepare(s) else { return };
+        self.write_prepared(ty, s.metric);
+    }
+
+    /// Translates one series and hands the result to `f` instead of the JSON body (for
+    /// other encodings, such as protobuf). Statistics are counted as by [`Translator::push`];
+    /// `f` is not called when every point was dropped.
+    pub fn visit(&mut self, s: &DdSeries<'_>, f: impl FnOnce(&TranslatedSeries<'_>)) {
+        let Some(kind) = self.prepare(s) else { return };
+        self.stats.points_out += self.points.len() as u64;
+        f(&TranslatedSeries {
+            metric: s.metric,
+            kind,
+            dimensions: &self.dims,
+            points: &self.points,
+        });
+    }
+
+    /// [`Translator::visit`] for series `start..end` of a flushed statsd batch.
+    pub fn visit_batch_range(
+        &mut self,
+        b: &SeriesBatch,
+        start: usize,
+        end: usize,
+        mut f: impl FnMut(&TranslatedSeries<'_>),
+    ) {
+        for_each_batch_series(b, start, end, |s| self.visit(s, &mut f));
+    }
+
+    /// Checks and translates `s` into `self.points` (sorted) and `self.dims`, counting drops;
+    /// `None` when nothing is left to send.
+    fn prepare(&mut self, s: &DdSeries<'_>) -> Option<SfxType> {
         let n = s.points.len() as u64;
         self.stats.points_in += n;
         if s.metric.is_empty() {
-            return self.stats.drop_points(PointDrop::EmptyMetric, n);
+            self.stats.drop_points(PointDrop::EmptyMetric, n);
+            return None;
         }
         if s.metric.len() > MAX_METRIC_CHARS && s.metric.chars().count() > MAX_METRIC_CHARS {
-            return self.stats.drop_points(PointDrop::MetricTooLong, n);
+            self.stats.drop_points(PointDrop::MetricTooLong, n);
+            return None;
         }
         let Some((ty, scale)) = sfx_type(s.kind, s.interval, self.cfg.rate_as) else {
-            return self.stats.drop_points(PointDrop::UnknownType, n);
+            self.stats.drop_points(PointDrop::UnknownType, n);
+            return None;
         };
         self.points.clear();
         for [ts, v] in s.points {
@@ -239,7 +274,7 @@ impl Translator {
             });
         }
         if self.points.is_empty() {
-            return;
+            return None;
         }
         let built = self.dims.build(
             &self.cfg.dimensions,
@@ -250,11 +285,16 @@ impl Translator {
         self.stats.tags_dropped += built.tags_dropped;
         self.stats.duplicate_keys += built.duplicate_keys;
         if self.dims.len() > self.cfg.dimensions.max_dimensions {
-            return self
-                .stats
+            self.stats
                 .drop_points(PointDrop::TooManyDimensions, self.points.len() as u64);
+            return None;
         }
         self.points.sort_by_key(|p| p.timestamp_ms);
+        Some(ty)
+    }
+
+    /// Appends the prepared points of `metric` to the pending JSON body.
+    fn write_prepared(&mut self, ty: SfxType, metric: &str) {
         self.dims_json.clear();
         self.dims.write_json(&mut self.dims_json);
         let out = match ty {
@@ -266,7 +306,7 @@ impl Translator {
                 out.push(b',');
             }
             out.extend_from_slice(b"{\"metric\":");
-            write_json_str(out, s.metric);
+            write_json_str(out, metric);
             out.extend_from_slice(b",\"value\":");
             write_number(out, p.value);
             out.extend_from_slice(b",\"timestamp\":");
@@ -285,31 +325,7 @@ impl Translator {
 
     /// Translates series `start..end` of a flushed statsd batch.
     pub fn push_batch_range(&mut self, b: &SeriesBatch, start: usize, end: usize) {
-        let mut tags: Vec<&str> = Vec::new();
-        let mut name = String::new();
-        for s in b.iter().skip(start).take(end.saturating_sub(start)) {
-            tags.clear();
-            tags.extend(s.tags());
-            name.clear();
-            name.push_str(s.base_name());
-            name.push_str(s.suffix());
-            let kind = match s.kind() {
-                SeriesType::Gauge => "gauge",
-                SeriesType::Rate => "rate",
-                SeriesType::Count => "count",
-            };
-            let points = [[Some(b.timestamp as f64), Some(s.value())]];
-            let host = Some(s.host()).filter(|h| !h.is_empty());
-            self.push(&DdSeries {
-                metric: &name,
-                kind: Some(kind),
-                interval: Some(b.interval),
-                host,
-                device: None,
-                tags: &tags,
-                points: &points,
-            });
-        }
+        for_each_batch_series(b, start, end, |s| self.push(s));
     }
 
     /// Writes the pending request body (`{"gauge":[...],"counter":[...]}`) to `out` and
@@ -334,6 +350,54 @@ impl Translator {
         out.push(b'}');
         self.gauge.clear();
         self.counter.clear();
+    }
+}
+
+/// One translated series, as [`Translator::visit`] hands it out.
+#[derive(Debug, Clone, Copy)]
+pub struct TranslatedSeries<'a> {
+    /// Metric name.
+    pub metric: &'a str,
+    /// SignalFx metric type.
+    pub kind: SfxType,
+    /// Dimensions (iterate with [`Dimensions::iter`]).
+    pub dimensions: &'a Dimensions,
+    /// Datapoints, ascending by timestamp, all finite.
+    pub points: &'a [Datapoint],
+}
+
+/// Calls `f` with series `start..end` of a flushed statsd batch seen as Datadog v1 series
+/// (host and canonical tags as is).
+fn for_each_batch_series(
+    b: &SeriesBatch,
+    start: usize,
+    end: usize,
+    mut f: impl FnMut(&DdSeries<'_>),
+) {
+    let mut tags: Vec<&str> = Vec::new();
+    let mut name = String::new();
+    for s in b.iter().skip(start).take(end.saturating_sub(start)) {
+        tags.clear();
+        tags.extend(s.tags());
+        name.clear();
+        name.push_str(s.base_name());
+        name.push_str(s.suffix());
+        let kind = match s.kind() {
+            SeriesType::Gauge => "gauge",
+            SeriesType::Rate => "rate",
+            SeriesType::Count => "count",
+        };
+        let points = [[Some(b.timestamp as f64), Some(s.value())]];
+        let host = Some(s.host()).filter(|h| !h.is_empty());
+        f(&DdSeries {
+            metric: &name,
+            kind: Some(kind),
+            interval: Some(b.interval),
+            host,
+            device: None,
+            tags: &tags,
+            points: &points,
+        });
     }
 }
 
@@ -399,6 +463,55 @@ mod tests {
                          "dimensions": {"env": "prod", "host": "10.0.0.1"}}]
         });
         assert_eq!(v, want);
+    }
+
+    #[test]
+    fn visit_sees_what_push_writes() {
+        let pts = [
+            [Some(1_700_000_010.0), Some(3.0)],
+            [Some(1_700_000_000.0), Some(1.0)],
+            [None, Some(2.0)],
+        ];
+        let s = DdSeries {
+            metric: "app.requests",
+            kind: Some("count"),
+            interval: Some(10.0),
+            host: Some("web-1"),
+            device: None,
+            tags: &["env:prod", "canary"],
+            points: &pts,
+        };
+        let mut t = Translator::new(TranslateConfig::default());
+        let mut seen = Vec::new();
+        t.visit(&s, |v| {
+            let dims: Vec<(String, String)> = v
+                .dimensions
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            seen.push((v.metric.to_string(), v.kind, dims, v.points.to_vec()));
+        });
+        let st = t.take_stats();
+        assert_eq!((st.points_in, st.points_out), (3, 2));
+        assert!(t.is_empty(), "visit writes no JSON");
+        let (metric, kind, dims, points) = &seen[0];
+        assert_eq!((metric.as_str(), *kind), ("app.requests", SfxType::Counter));
+        assert_eq!(
+            points
+                .iter()
+                .map(|p| (p.timestamp_ms, p.value))
+                .collect::<Vec<_>>(),
+            vec![(1_700_000_000_000, 1.0), (1_700_000_010_000, 3.0)]
+        );
+        let (v, _) = one(&s, TranslateConfig::default());
+        let want: std::collections::BTreeMap<String, String> =
+            serde_json::from_value(v["counter"][0]["dimensions"].clone()).unwrap();
+        assert_eq!(
+            dims.iter()
+                .cloned()
+                .collect::<std::collections::BTreeMap<_, _>>(),
+            want
+        );
     }
 
     #[test]

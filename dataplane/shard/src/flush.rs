@@ -148,6 +148,7 @@ fn publish(io: &FlushIo, cfg: &FlushConfig, st: &Rc<RefCell<ShardState>>) {
     let mut s = st.borrow_mut();
     s.counters.interval_series = s.agg.series() as u64;
     io.telemetry.publish(cfg.shard, &s.counters);
+    io.telemetry.publish_top(cfg.shard, &s.top);
 }
 
 /// One exchange-merge-emit round. Returns whether every shard (this one included) marked its
@@ -164,6 +165,9 @@ async fn flush_round(
     let (mut parts, now_ns) = {
         let mut s = st.borrow_mut();
         let now_ns = s.now_ns();
+        let ShardState { agg, top, .. } = &mut *s;
+        let now = switchyard_core::telemetry::top_clock();
+        agg.for_each_series(|name, lines| top.observe(now, name, lines));
         (s.agg.drain_by_owner(cfg.shards), now_ns)
     };
     let mine = parts
@@ -206,7 +210,10 @@ async fn flush_round(
             let Some(sc) = c.sinks.get_mut(i) else {
                 continue;
             };
-            match sink.tx.try_send(batch.clone()) {
+            match sink
+                .tx
+                .try_send(switchyard_core::egress::Egress::Series(batch.clone()))
+            {
                 Ok(()) => {
                     sc.batches_enqueued += 1;
                     sc.values_enqueued += values;

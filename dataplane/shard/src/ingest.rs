@@ -19,7 +19,7 @@ use switchyard_core::aggregate::{GaugeDialect, HostSource, IntervalAggregator, L
 use switchyard_core::statsd::{
     lines, lines_str, parse_message, parse_message_str, LineError, Message,
 };
-use switchyard_core::telemetry::{ShardCounters, StatsdCounters};
+use switchyard_core::telemetry::{ShardCounters, StatsdCounters, TopNames};
 
 /// A shard's socket for one listener.
 #[derive(Debug)]
@@ -72,6 +72,8 @@ pub struct ShardState {
     pub ignore_host: bool,
     /// Process-wide monotonic epoch (the same on every shard).
     pub epoch: Instant,
+    /// The heaviest metric names seen by this shard (statsd at flush, HTTP per payload).
+    pub top: TopNames,
     host: String,
     last_ip: [u8; 16],
 }
@@ -86,6 +88,7 @@ impl ShardState {
             counters,
             ignore_host,
             epoch,
+            top: TopNames::default(),
             host: String::new(),
             last_ip: [0xff; 16],
         }

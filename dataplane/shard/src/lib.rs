@@ -7,6 +7,9 @@
 //! ([`ingest`]). Every flush interval the shards exchange partial aggregates over a glommio
 //! channel mesh so that one owner shard per series merges and emits it exactly once
 //! ([`flush`]); the owner hands the batch to every routed sink's queue without blocking.
+//! Each shard also serves the Datadog-compatible HTTP intake on its own `SO_REUSEPORT` TCP
+//! socket ([`http`], hyper through one shim module): accepted payloads go to the same
+//! sink queues.
 //!
 //! Threading: per-shard state is plain data behind `Rc<RefCell<_>>`, never held across an
 //! `.await`; the receive loop and the flush run in separate task queues, so the receive loop
@@ -14,6 +17,7 @@
 //! [`Telemetry`](switchyard_core::telemetry::Telemetry) board about once a second.
 
 pub mod flush;
+pub mod http;
 pub mod ingest;
 pub mod plan;
 pub mod recv;

@@ -7,6 +7,7 @@
 //! the start with that error.
 
 use crate::flush::{self, FlushConfig, FlushIo, Mesh};
+use crate::http::{self, service::HttpContext, service::HttpSettings, service::KeyPolicy};
 use crate::ingest::{self, ListenSocket, Listener, ShardState};
 use crate::plan::Plan;
 use crate::socket;
@@ -34,6 +35,9 @@ pub enum StartError {
         /// What failed.
         message: String,
     },
+    /// The configuration cannot be used as it is (a missing environment variable).
+    #[error("{0}")]
+    Config(String),
     /// An executor could not be created.
     #[error("shard {shard}: starting the executor failed: {message}")]
     Executor {
@@ -61,9 +65,13 @@ impl Dataplane {
     }
 }
 
+/// How long a stopping shard waits for open HTTP connections to finish their request.
+const HTTP_DRAIN: Duration = Duration::from_secs(5);
+
 struct ShardSetup {
     shard: usize,
     listeners: Vec<ListenerConfig>,
+    http: Option<(std::net::SocketAddr, HttpSettings, KeyPolicy)>,
     rcvbuf: usize,
     batch: usize,
     slot: usize,
@@ -97,11 +105,26 @@ pub fn start(
     let mut handles = Vec::new();
     let mut readies = Vec::new();
     let sc = &cfg.statsd;
+    let keys = match &cfg.http.api_keys_env {
+        None => KeyPolicy::Any,
+        Some(var) => match std::env::var(var) {
+            Ok(v) if !v.trim().is_empty() => KeyPolicy::allow_list(&v),
+            _ => {
+                return Err(StartError::Config(format!(
+                    "http.api_keys_env names {var}, which is not set (or empty): set it to the accepted API keys, separated by commas"
+                )))
+            }
+        },
+    };
+    let http = cfg
+        .http_addr()
+        .map(|a| (a, HttpSettings::from(&cfg.http), keys));
     for (shard, cpu) in plan.cpus.iter().copied().enumerate() {
         let (ready, ready_rx) = mpsc::channel();
         let setup = ShardSetup {
             shard,
             listeners: cfg.listeners(),
+            http: http.clone(),
             rcvbuf: sc.receive_buffer_bytes,
             batch: sc.recv_batch,
             slot: sc.max_datagram_bytes,
@@ -216,6 +239,16 @@ async fn shard_main(s: ShardSetup) {
             }
         }
     }
+    let http_listener = match &s.http {
+        Some((addr, ..)) => match http::bind(*addr) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                let _ = s.ready.send(Err(e));
+                return;
+            }
+        },
+        None => None,
+    };
     let agg = IntervalAggregator::new(s.seed, s.max_tags, s.max_series, s.max_timer_values);
     let st = Rc::new(RefCell::new(ShardState::new(
         agg,
@@ -242,12 +275,35 @@ async fn shard_main(s: ShardSetup) {
             }
         };
     }
+    let mut http_task = None;
+    if let (Some(listener), Some((_, settings, keys))) = (http_listener, s.http.clone()) {
+        let ctx = Rc::new(HttpContext {
+            settings,
+            keys,
+            sinks: s.io.sinks.clone(),
+            scratch: RefCell::new(Default::default()),
+            inflight: Cell::new(0),
+            stop: stop.clone(),
+        });
+        let task = http::serve(listener, ctx, st.clone(), stop.clone(), HTTP_DRAIN);
+        match glommio::spawn_local_into(task, ingest_tq) {
+            Ok(t) => http_task = Some(t),
+            Err(e) => {
+                let _ = s.ready.send(Err(format!("spawning the HTTP server: {e}")));
+                return;
+            }
+        }
+    }
     let _ = s.ready.send(Ok(()));
     tracing::info!(shard = s.shard, listeners = listeners.len(), "shard ready");
     let flush = flush::run(s.flush, s.io, st, listeners, stop, s.mesh);
     match glommio::spawn_local_into(flush, flush_tq) {
         Ok(t) => t.await,
         Err(e) => tracing::error!(error = %e, "spawning the flush loop failed"),
+    }
+    // The flush loop set `stop`: the HTTP server finishes its requests and closes.
+    if let Some(t) = http_task {
+        t.await;
     }
     tracing::info!(shard = s.shard, "shard stopped");
 }

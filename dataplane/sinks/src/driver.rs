@@ -1,12 +1,19 @@
-//! The shared delivery driver: one thread per sink, fed by a bounded crossbeam queue.
+//! The shared delivery driver: per sink, a bounded crossbeam queue of [`Egress`] items and
+//! its worker threads.
 //!
-//! For each batch it delivers chunks within the sink's [`SinkLimits`](crate::SinkLimits),
-//! retries retryable failures with capped exponential backoff and full jitter, resends only
-//! the undelivered tail after a partial failure, and accounts every value as delivered or
-//! dropped by reason. At shutdown the queue's senders are dropped, the driver drains what is
-//! queued, and anything left when the deadline passes is counted as dropped (`shutdown`).
+//! HTTP sinks (`datadog`, `signalfx`) run `max_in_flight` workers sharing the sink's queue
+//! (crossbeam is MPMC), each with its own sink instance (client, compressor, buffers), so at
+//! most `max_in_flight` requests are in flight per sink. `file`, `stdout` and `blackhole` run
+//! one worker. Every sink has its own queue and workers: a slow or failing vendor never
+//! delays another sink.
+//!
+//! [`Ctx::deliver`] sends one request's worth of values with retries: capped exponential
+//! backoff with full jitter, or the vendor's `Retry-After` (capped), up to `max_retries`; it
+//! accounts every value as delivered or dropped by reason. At shutdown the queue's senders
+//! are dropped and the workers drain what is queued; anything left when the deadline passes
+//! (queued, or waiting for a retry) is counted as dropped (`shutdown`).
 
-use crate::sink::{AnySink, Chunk};
+use crate::sink::AnySink;
 use crate::stats::{DropReason, SinkStats};
 use crate::SinkError;
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
@@ -15,8 +22,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use switchyard_core::config::Config;
-use switchyard_core::model::SeriesBatch;
+use switchyard_core::config::{Config, SinkConfig, SinkKind};
+use switchyard_core::egress::Egress;
 
 /// Retry policy of the driver.
 #[derive(Debug, Clone, Copy)]
@@ -34,7 +41,24 @@ impl Default for RetryPolicy {
         Self {
             max_retries: 5,
             base: Duration::from_millis(100),
-            cap: Duration::from_secs(5),
+            cap: Duration::from_secs(10),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The policy of a sink: `max_retries` from its config for HTTP sinks.
+    pub fn for_sink(sc: &SinkConfig) -> Self {
+        match sc.kind() {
+            SinkKind::Datadog(s) => Self {
+                max_retries: s.http.max_retries,
+                ..Self::default()
+            },
+            SinkKind::Signalfx(s) => Self {
+                max_retries: s.http.max_retries,
+                ..Self::default()
+            },
+            _ => Self::default(),
         }
     }
 }
@@ -44,8 +68,8 @@ impl Default for RetryPolicy {
 pub struct SinkHandle {
     /// Sink name from the config.
     pub name: String,
-    /// Bounded queue of batches.
-    pub tx: Sender<Arc<SeriesBatch>>,
+    /// Bounded queue of batches and payloads.
+    pub tx: Sender<Egress>,
     /// The sink's counters.
     pub stats: Arc<SinkStats>,
 }
@@ -58,15 +82,15 @@ pub struct SinkProbe {
     pub name: String,
     /// The sink's counters.
     pub stats: Arc<SinkStats>,
-    rx: Receiver<Arc<SeriesBatch>>,
+    rx: Receiver<Egress>,
 }
 
 impl SinkProbe {
-    /// Batches waiting in the queue.
+    /// Items (batches and payloads) waiting in the queue.
     pub fn queue_depth(&self) -> usize {
         self.rx.len()
     }
-    /// Queue capacity in batches.
+    /// Queue capacity in items.
     pub fn queue_capacity(&self) -> usize {
         self.rx.capacity().unwrap_or(0)
     }
@@ -81,50 +105,74 @@ pub struct SinkRuntime {
     abort: Arc<AtomicBool>,
 }
 
-/// Builds every sink the routes use and starts its driver thread.
+/// Builds every sink the routes use and starts its workers.
 ///
 /// # Errors
 /// The first sink that could not be built, with its name.
 pub fn spawn_sinks(cfg: &Config) -> Result<SinkRuntime, (String, SinkError)> {
+    spawn_sinks_with(cfg, RetryPolicy::for_sink)
+}
+
+/// [`spawn_sinks`] with a chosen retry policy per sink (tests use short backoffs).
+///
+/// # Errors
+/// The first sink that could not be built, with its name.
+pub fn spawn_sinks_with(
+    cfg: &Config,
+    policy: impl Fn(&SinkConfig) -> RetryPolicy,
+) -> Result<SinkRuntime, (String, SinkError)> {
     let abort = Arc::new(AtomicBool::new(false));
-    let mut handles = Vec::new();
-    let mut threads = Vec::new();
-    let mut probes = Vec::new();
+    let mut rt = SinkRuntime {
+        handles: Vec::new(),
+        probes: Vec::new(),
+        threads: Vec::new(),
+        abort: abort.clone(),
+    };
     for name in cfg.routed_sinks() {
         let Some(sc) = cfg.sinks.get(name) else {
             continue;
         };
-        let sink = AnySink::build(sc).map_err(|e| (name.to_string(), e))?;
+        let workers = match sc.kind() {
+            SinkKind::Datadog(s) => s.http.max_in_flight,
+            SinkKind::Signalfx(s) => s.http.max_in_flight,
+            _ => 1,
+        }
+        .max(1);
         let (tx, rx) = bounded(sc.queue_batches);
         let stats = Arc::new(SinkStats::default());
-        probes.push(SinkProbe {
+        let pol = policy(sc);
+        for w in 0..workers {
+            let sink = AnySink::build(sc).map_err(|e| (name.to_string(), e))?;
+            let worker = Worker {
+                name: name.to_string(),
+                rx: rx.clone(),
+                stats: stats.clone(),
+                abort: abort.clone(),
+                policy: pol,
+            };
+            let t = std::thread::Builder::new()
+                .name(format!("sink-{name}-{w}"))
+                .spawn(move || worker.run(sink))
+                .map_err(|e| {
+                    (
+                        name.to_string(),
+                        SinkError::Fatal(format!("spawning thread: {e}")),
+                    )
+                })?;
+            rt.threads.push(t);
+        }
+        rt.probes.push(SinkProbe {
             name: name.to_string(),
             stats: stats.clone(),
-            rx: rx.clone(),
+            rx,
         });
-        let (st, ab, n) = (stats.clone(), abort.clone(), name.to_string());
-        let t = std::thread::Builder::new()
-            .name(format!("sink-{name}"))
-            .spawn(move || run(n, sink, rx, st, ab, RetryPolicy::default()))
-            .map_err(|e| {
-                (
-                    name.to_string(),
-                    SinkError::Fatal(format!("spawning thread: {e}")),
-                )
-            })?;
-        handles.push(SinkHandle {
+        rt.handles.push(SinkHandle {
             name: name.to_string(),
             tx,
             stats,
         });
-        threads.push(t);
     }
-    Ok(SinkRuntime {
-        handles,
-        probes,
-        threads,
-        abort,
-    })
+    Ok(rt)
 }
 
 impl SinkRuntime {
@@ -138,7 +186,7 @@ impl SinkRuntime {
         &self.probes
     }
 
-    /// Closes the queues (callers must have dropped their handle clones), lets the drivers
+    /// Closes the queues (callers must have dropped their handle clones), lets the workers
     /// drain within `deadline`, then aborts what is left. Returns whether all drained in time.
     pub fn shutdown(self, deadline: Duration) -> bool {
         let SinkRuntime {
@@ -179,92 +227,137 @@ fn sleep_unless_aborted(d: Duration, abort: &AtomicBool) {
     }
 }
 
-fn run(
+struct Worker {
     name: String,
-    mut sink: AnySink,
-    rx: Receiver<Arc<SeriesBatch>>,
+    rx: Receiver<Egress>,
     stats: Arc<SinkStats>,
     abort: Arc<AtomicBool>,
     policy: RetryPolicy,
-) {
-    let limit = sink.limits().max_series.max(1);
-    loop {
-        let batch = match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(b) => b,
-            Err(RecvTimeoutError::Timeout) => {
-                let _ = sink.flush();
-                continue;
-            }
-            Err(RecvTimeoutError::Disconnected) => break,
-        };
-        SinkStats::add(&stats.batches, 1);
-        SinkStats::add(&stats.values_received, batch.len() as u64);
-        let mut start = 0;
-        while start < batch.len() {
-            let end = batch.len().min(start.saturating_add(limit));
-            start = deliver_chunk(
-                &name,
-                &mut sink,
-                Chunk {
-                    batch: &batch,
-                    start,
-                    end,
-                },
-                &stats,
-                &abort,
-                &policy,
-            );
-        }
-        if rx.is_empty() {
-            let _ = sink.flush();
-        }
-    }
-    let _ = sink.flush();
 }
 
-/// Delivers one chunk with retries; returns the index after the last value accounted for.
-fn deliver_chunk(
-    name: &str,
-    sink: &mut AnySink,
-    mut chunk: Chunk<'_>,
-    stats: &SinkStats,
-    abort: &AtomicBool,
-    policy: &RetryPolicy,
-) -> usize {
-    let mut attempt = 0;
-    loop {
-        if abort.load(Ordering::Relaxed) {
-            stats.drop_values(DropReason::Shutdown, chunk.len() as u64);
-            return chunk.end;
+impl Worker {
+    fn run(self, mut sink: AnySink) {
+        let ctx = Ctx {
+            name: &self.name,
+            stats: &self.stats,
+            abort: &self.abort,
+            policy: self.policy,
+        };
+        loop {
+            let item = match self.rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(i) => i,
+                Err(RecvTimeoutError::Timeout) => {
+                    let _ = sink.flush();
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            match &item {
+                Egress::Series(b) => {
+                    SinkStats::add(&self.stats.batches, 1);
+                    SinkStats::add(&self.stats.values_received, b.len() as u64);
+                    SinkStats::add(&self.stats.series_received, b.len() as u64);
+                }
+                Egress::Payload(p) => {
+                    SinkStats::add(&self.stats.payloads, 1);
+                    SinkStats::add(&self.stats.values_received, p.points);
+                    SinkStats::add(&self.stats.series_received, p.series);
+                }
+            }
+            sink.handle(&item, &ctx);
+            if self.rx.is_empty() {
+                let _ = sink.flush();
+            }
         }
-        match sink.deliver(chunk) {
-            Ok(bytes) => {
-                let dropped = sink.last_encode_drops().min(chunk.len() as u64);
-                stats.drop_values(DropReason::Translation, dropped);
-                SinkStats::add(&stats.values_delivered, chunk.len() as u64 - dropped);
-                SinkStats::add(&stats.bytes, bytes);
-                return chunk.end;
+        let _ = sink.flush();
+    }
+}
+
+/// What a sink needs from the driver while it handles one queue item.
+#[derive(Debug)]
+pub struct Ctx<'a> {
+    /// Sink name (for logs).
+    pub name: &'a str,
+    /// The sink's counters.
+    pub stats: &'a SinkStats,
+    abort: &'a AtomicBool,
+    policy: RetryPolicy,
+}
+
+impl Ctx<'_> {
+    /// Counts `n` values as dropped for `reason`; logs `why` the first time this sink drops
+    /// for that reason (at `info` for `unsupported`, `error` otherwise).
+    pub fn drop_once_logged(&self, reason: DropReason, n: u64, why: &str) {
+        self.stats.drop_values(reason, n);
+        if self.stats.first_time(reason) {
+            if reason == DropReason::Unsupported {
+                tracing::info!(
+                    sink = self.name,
+                    reason = reason.as_str(),
+                    "{why} (logged once)"
+                );
+            } else {
+                tracing::error!(
+                    sink = self.name,
+                    reason = reason.as_str(),
+                    "{why} (logged once)"
+                );
             }
-            Err(SinkError::Fatal(msg)) => {
-                tracing::error!(sink = name, error = %msg, values = chunk.len(), "dropping chunk");
-                stats.drop_values(DropReason::Fatal, chunk.len() as u64);
-                return chunk.end;
+        }
+    }
+
+    /// Delivers one request's worth of `values` (`raw` bytes before compression): calls
+    /// `attempt` (which returns the bytes sent) until it succeeds, fails for good, runs out
+    /// of retries or the runtime aborts, and accounts the values. Returns whether they were
+    /// delivered.
+    pub fn deliver(
+        &self,
+        values: u64,
+        raw: u64,
+        mut attempt: impl FnMut() -> Result<u64, SinkError>,
+    ) -> bool {
+        let stats = self.stats;
+        let name = self.name;
+        let mut n = 0;
+        loop {
+            if self.abort.load(Ordering::Relaxed) {
+                stats.drop_values(DropReason::Shutdown, values);
+                return false;
             }
-            Err(e) => {
-                if let SinkError::Partial { delivered, .. } = &e {
-                    let d = (*delivered).min(chunk.len());
-                    SinkStats::add(&stats.values_delivered, d as u64);
-                    chunk.start += d;
+            match attempt() {
+                Ok(sent) => {
+                    SinkStats::add(&stats.values_delivered, values);
+                    SinkStats::add(&stats.bytes, sent);
+                    SinkStats::add(&stats.bytes_uncompressed, raw);
+                    return true;
                 }
-                if attempt >= policy.max_retries {
-                    tracing::error!(sink = name, error = %e, values = chunk.len(), "retries exhausted");
-                    stats.drop_values(DropReason::RetriesExhausted, chunk.len() as u64);
-                    return chunk.end;
+                Err(SinkError::Fatal(msg)) => {
+                    tracing::error!(sink = name, error = %msg, values, "dropping data");
+                    stats.drop_values(DropReason::Fatal, values);
+                    return false;
                 }
-                tracing::warn!(sink = name, error = %e, attempt, "delivery failed, retrying");
-                SinkStats::add(&stats.retries, 1);
-                sleep_unless_aborted(backoff(policy, attempt), abort);
-                attempt += 1;
+                Err(SinkError::Rejected { status, reason }) => {
+                    tracing::error!(sink = name, status, response = %reason, values,
+                        "vendor rejected the data; dropping it (not retried)");
+                    stats.drop_values(DropReason::Rejected, values);
+                    return false;
+                }
+                Err(e) => {
+                    if n >= self.policy.max_retries {
+                        tracing::error!(sink = name, error = %e, values, "retries exhausted");
+                        stats.drop_values(DropReason::RetriesExhausted, values);
+                        return false;
+                    }
+                    let wait = match &e {
+                        SinkError::RetryAfter { after, .. } => *after,
+                        _ => backoff(&self.policy, n),
+                    };
+                    tracing::warn!(sink = name, error = %e, attempt = n, wait_ms = wait.as_millis() as u64,
+                        "delivery failed, retrying");
+                    SinkStats::add(&stats.retries, 1);
+                    sleep_unless_aborted(wait, self.abort);
+                    n += 1;
+                }
             }
         }
     }
@@ -273,7 +366,7 @@ fn deliver_chunk(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use switchyard_core::model::SeriesType;
+    use switchyard_core::model::{SeriesBatch, SeriesType};
 
     fn batch(n: usize) -> Arc<SeriesBatch> {
         let mut b = SeriesBatch::new(1_700_000_000, 10.0);
@@ -295,13 +388,14 @@ mod tests {
         let cfg = Config::from_toml(&src).unwrap();
         let rt = spawn_sinks(&cfg).unwrap();
         let h = rt.handles()[0].clone();
-        h.tx.send(batch(3)).unwrap();
-        h.tx.send(batch(2)).unwrap();
+        h.tx.send(Egress::Series(batch(3))).unwrap();
+        h.tx.send(Egress::Series(batch(2))).unwrap();
         let stats = h.stats.clone();
         drop(h);
         assert!(rt.shutdown(Duration::from_secs(5)));
         assert_eq!(SinkStats::get(&stats.values_received), 5);
         assert_eq!(SinkStats::get(&stats.values_delivered), 5);
+        assert_eq!(SinkStats::get(&stats.batches), 2);
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<serde_json::Value> = text
             .lines()
@@ -319,5 +413,67 @@ mod tests {
         for a in 0..40 {
             assert!(backoff(&p, a) <= p.cap);
         }
+    }
+
+    fn ctx<'a>(stats: &'a SinkStats, abort: &'a AtomicBool, max_retries: u32) -> Ctx<'a> {
+        Ctx {
+            name: "t",
+            stats,
+            abort,
+            policy: RetryPolicy {
+                max_retries,
+                base: Duration::from_millis(1),
+                cap: Duration::from_millis(2),
+            },
+        }
+    }
+
+    #[test]
+    fn deliver_retries_then_accounts_each_outcome() {
+        let stats = SinkStats::default();
+        let abort = AtomicBool::new(false);
+        let c = ctx(&stats, &abort, 2);
+        let mut calls = 0;
+        assert!(c.deliver(7, 100, || {
+            calls += 1;
+            if calls < 3 {
+                Err(SinkError::Retryable("503".into()))
+            } else {
+                Ok(40)
+            }
+        }));
+        assert_eq!(calls, 3);
+        assert_eq!(SinkStats::get(&stats.retries), 2);
+        assert_eq!(SinkStats::get(&stats.values_delivered), 7);
+        assert_eq!(
+            (
+                SinkStats::get(&stats.bytes),
+                SinkStats::get(&stats.bytes_uncompressed)
+            ),
+            (40, 100)
+        );
+
+        let mut calls = 0;
+        assert!(!c.deliver(5, 1, || {
+            calls += 1;
+            Err(SinkError::Retryable("503".into()))
+        }));
+        assert_eq!(calls, 3, "first attempt plus max_retries");
+        assert_eq!(stats.dropped(DropReason::RetriesExhausted), 5);
+
+        let mut calls = 0;
+        assert!(!c.deliver(4, 1, || {
+            calls += 1;
+            Err(SinkError::Rejected {
+                status: 400,
+                reason: "bad".into(),
+            })
+        }));
+        assert_eq!(calls, 1, "a rejection is never retried");
+        assert_eq!(stats.dropped(DropReason::Rejected), 4);
+
+        abort.store(true, Ordering::Relaxed);
+        assert!(!c.deliver(3, 1, || Ok(1)));
+        assert_eq!(stats.dropped(DropReason::Shutdown), 3);
     }
 }

@@ -1,20 +1,33 @@
 //! Sink errors say where they came from and whether a retry can help.
 
-/// Outcome of a failed delivery.
+use std::time::Duration;
+
+/// Outcome of a failed delivery attempt.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
-    /// A transient failure: the same chunk may succeed later.
+    /// A transient failure: the same request may succeed later (5xx, 408, 429 without
+    /// `Retry-After`, timeouts, connection and TLS errors, local I/O errors).
     #[error("retryable: {0}")]
     Retryable(String),
-    /// The first `delivered` values went out; the rest may be retried.
-    #[error("partial: {delivered} delivered, then: {reason}")]
-    Partial {
-        /// Values delivered before the failure.
-        delivered: usize,
+    /// A transient failure with the vendor's `Retry-After` (429 or 503): wait that long
+    /// (capped) before the next attempt.
+    #[error("retryable after {after:?}: {reason}")]
+    RetryAfter {
         /// What went wrong.
         reason: String,
+        /// The wait the vendor asked for (already capped).
+        after: Duration,
     },
-    /// The chunk can never succeed (bad configuration, rejected data).
+    /// The vendor refused the data (a 4xx other than 408 and 429): never retried, counted as
+    /// `rejected`.
+    #[error("rejected with HTTP {status}: {reason}")]
+    Rejected {
+        /// HTTP status.
+        status: u16,
+        /// The request and the first bytes of the response body.
+        reason: String,
+    },
+    /// The data can never be delivered (bad configuration, unparseable data).
     #[error("fatal: {0}")]
     Fatal(String),
 }

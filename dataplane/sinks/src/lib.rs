@@ -1,37 +1,64 @@
-//! The egress side of Switchyard: sinks, their bounded queues, and the one delivery driver
-//! they share.
+//! The egress side of Switchyard: sinks, their bounded queues, and the delivery driver they
+//! share.
 //!
-//! Shards hand each flushed [`SeriesBatch`](switchyard_core::model::SeriesBatch) (behind an
-//! `Arc`, shared by every sink it is routed to) to a sink's bounded crossbeam queue with
-//! `try_send`: a full queue drops the batch and the shard counts it, so a slow sink never
-//! blocks a shard. Each sink runs on its own thread, driven by [`driver`]: it delivers each
-//! batch in chunks within the sink's limits, retries what can be retried with exponential
-//! backoff and jitter, and accounts every value as delivered or dropped by reason.
+//! Shards hand each sink [`Egress`](switchyard_core::egress::Egress) items: flushed statsd
+//! [`SeriesBatch`](switchyard_core::model::SeriesBatch)es and accepted HTTP intake payloads,
+//! both behind an `Arc` shared by every sink they are routed to. Each sink has its own
+//! bounded crossbeam queue, fed with `try_send`: a full queue drops the item and the shard
+//! counts it, so a slow sink never blocks a shard. Each sink runs its own workers
+//! ([`driver`]): `max_in_flight` for HTTP sinks (bounded requests in flight; a slow or failing
+//! vendor never delays another sink), one for the others. Workers deliver each item in
+//! requests within the sink's limits, retry what can be retried (capped exponential backoff
+//! with full jitter, or the vendor's `Retry-After`), and account every value as delivered or
+//! dropped by reason.
 //!
+//! Sinks: `file` and `stdout` (NDJSON v1 series), `blackhole`, `datadog` (series as
+//! `/api/v1/series`, payloads passed through), `signalfx` (translated to `/v2/datapoint`,
+//! JSON or protobuf). HTTP sinks speak HTTPS with rustls: Mozilla's roots plus `ca_file`.
 //! Components are a closed enum ([`AnySink`]) dispatched by `match`.
 //!
 //! ## Adding a sink
-//! 1. Add a module under `sink/` with a config-built struct and `deliver(&mut self, chunk)`
-//!    returning [`SinkError`] that says whether a retry can help.
-//! 2. Add a variant to [`AnySink`] and to `SinkKind` in `switchyard-core`'s config, with
-//!    validation and a documented example in the default config.
+//! 1. Add a module under `sink/` with a config-built struct and a
+//!    `handle(&mut self, &Egress, &Ctx)` that splits the item into requests within its limits
+//!    and hands each to [`Ctx::deliver`] with an attempt closure returning [`SinkError`]
+//!    (`Retryable`/`RetryAfter`, `Rejected`, `Fatal`). HTTP sinks use [`http::HttpClient`]
+//!    and [`http::BodyCompressor`]. What the sink cannot carry is dropped with a reason, never
+//!    silently.
+//! 2. Add a variant to [`AnySink`] (build, limits, handle, flush) and to `SinkKind` in
+//!    `switchyard-core`'s config, with validation and a documented example in the default
+//!    config; give HTTP sinks their worker count in [`driver::spawn_sinks_with`].
 //! 3. Declare its limits ([`SinkLimits`]) and test it against a real server (or a wire-level
-//!    fake only where no real server can produce the failure).
-//! 4. List its metrics in the module's `//!` doc.
+//!    fake only where no real server can produce the failure), asserting the decoded body,
+//!    headers and the ledger.
+//! 4. List its metrics in the module's `//!` doc; a new [`DropReason`] goes in
+//!    [`DropReason::ALL`] and is rendered by the control plane automatically.
 //!
 //! Metrics (per sink, label `sink`; rendered by the control plane):
-//! `switchyard_sink_enqueued_values_total`, `switchyard_sink_enqueued_batches_total` (counted
-//! by the shards), `switchyard_sink_delivered_values_total`,
-//! `switchyard_sink_dropped_values_total{reason=queue_full|retries_exhausted|fatal|shutdown|translation}`,
-//! `switchyard_sink_bytes_total`, `switchyard_sink_retries_total`,
-//! `switchyard_sink_queue_depth_batches`, `switchyard_sink_queue_capacity_batches`.
+//! - `switchyard_sink_enqueued_values_total`, `switchyard_sink_enqueued_batches_total`
+//!   (counted by the shards);
+//! - `switchyard_sink_received_total{kind="batch"|"payload"}`: items taken off the queue;
+//!   `switchyard_sink_received_values_total` (points), `switchyard_sink_received_series_total`;
+//! - `switchyard_sink_delivered_values_total`;
+//! - `switchyard_sink_dropped_values_total{reason=queue_full|retries_exhausted|fatal|shutdown|translation|rejected|unsupported|no_api_key}`;
+//! - `switchyard_sink_requests_total{outcome=success|retryable|rejected|error}` (HTTP
+//!   attempts: 2xx; 5xx/408/429; other statuses; no response);
+//! - `switchyard_sink_request_duration_seconds` histogram (`_bucket{le}`, `_sum`, `_count`;
+//!   buckets 1 ms to 30 s, every attempt);
+//! - `switchyard_sink_uncompressed_bytes_total` and `switchyard_sink_bytes_total` (delivered
+//!   bodies before and after compression: their ratio is the compression ratio);
+//! - `switchyard_sink_retries_total`;
+//! - `switchyard_sink_queue_depth_batches`, `switchyard_sink_queue_capacity_batches` (queue
+//!   items: batches and payloads).
 
 pub mod driver;
 pub mod error;
+pub mod http;
 pub mod sink;
 pub mod stats;
 
-pub use driver::{spawn_sinks, SinkHandle, SinkProbe, SinkRuntime};
+pub use driver::{
+    spawn_sinks, spawn_sinks_with, Ctx, RetryPolicy, SinkHandle, SinkProbe, SinkRuntime,
+};
 pub use error::SinkError;
 pub use sink::{AnySink, SinkLimits};
-pub use stats::{DropReason, SinkStats};
+pub use stats::{DropReason, LatencyHistogram, RequestOutcome, SinkStats, LATENCY_BUCKETS};

@@ -1,31 +1,45 @@
-//! Per-sink counters, written by the sink's own thread and read by the control plane.
+//! Per-sink counters, written by the sink's worker threads and read by the control plane.
 //!
-//! These live on the egress threads, not on the shards, so plain relaxed atomics are used:
-//! each is incremented once per chunk, never per value.
+//! Plain relaxed atomics (lock-free, shared by a sink's workers): each is incremented once per
+//! queue item, chunk or request, never per value. The control plane renders them (see the
+//! crate docs for the metric names).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 /// Why values were dropped by a sink.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DropReason {
-    /// Retries exhausted on a retryable error.
+    /// Retries exhausted on a retryable error (5xx, 408, 429, timeouts, connection and TLS
+    /// errors).
     RetriesExhausted,
-    /// A fatal error (the data can never be delivered).
+    /// A fatal error (the data can never be delivered: an I/O setup error, an unparseable
+    /// payload).
     Fatal,
-    /// Shutdown deadline passed with the batch still queued.
+    /// Shutdown deadline passed with the data still queued or being retried.
     Shutdown,
     /// The sink's encoding could not carry the value (for SignalFx: non-finite values,
-    /// too many dimensions).
+    /// too many dimensions, unknown types).
     Translation,
+    /// The vendor refused the request with a 4xx other than 408 and 429; never retried.
+    Rejected,
+    /// The sink does not carry this kind of payload (SignalFx: distribution points, events).
+    Unsupported,
+    /// A Datadog sink had no API key for the data: no `api_key_env` configured and no client
+    /// key (statsd aggregates never have one).
+    NoApiKey,
 }
 
 impl DropReason {
     /// Every reason, in counter-slot order.
-    pub const ALL: [DropReason; 4] = [
+    pub const ALL: [DropReason; 7] = [
         DropReason::RetriesExhausted,
         DropReason::Fatal,
         DropReason::Shutdown,
         DropReason::Translation,
+        DropReason::Rejected,
+        DropReason::Unsupported,
+        DropReason::NoApiKey,
     ];
 
     /// Label value.
@@ -35,25 +49,118 @@ impl DropReason {
             DropReason::Fatal => "fatal",
             DropReason::Shutdown => "shutdown",
             DropReason::Translation => "translation",
+            DropReason::Rejected => "rejected",
+            DropReason::Unsupported => "unsupported",
+            DropReason::NoApiKey => "no_api_key",
         }
     }
 }
 
-/// Counters of one sink.
+/// How one HTTP request attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestOutcome {
+    /// 2xx.
+    Success,
+    /// 5xx, 408 or 429: retried.
+    Retryable,
+    /// Any other status: the data is dropped (`rejected`).
+    Rejected,
+    /// No response: connection, TLS or timeout error (retried).
+    Error,
+}
+
+impl RequestOutcome {
+    /// Every outcome, in counter-slot order.
+    pub const ALL: [RequestOutcome; 4] = [
+        RequestOutcome::Success,
+        RequestOutcome::Retryable,
+        RequestOutcome::Rejected,
+        RequestOutcome::Error,
+    ];
+
+    /// Label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RequestOutcome::Success => "success",
+            RequestOutcome::Retryable => "retryable",
+            RequestOutcome::Rejected => "rejected",
+            RequestOutcome::Error => "error",
+        }
+    }
+}
+
+/// Upper bounds (seconds) of the request latency histogram buckets; `+Inf` follows.
+pub const LATENCY_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// A fixed-bucket latency histogram (non-cumulative slots; the last is `+Inf`).
+#[derive(Debug, Default)]
+pub struct LatencyHistogram {
+    /// Observations per bucket: slot `i` counts latencies in `(LATENCY_BUCKETS[i-1],
+    /// LATENCY_BUCKETS[i]]`; the last slot counts those above the largest bound.
+    pub buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    /// Sum of observations, in microseconds.
+    pub sum_micros: AtomicU64,
+    /// Number of observations.
+    pub count: AtomicU64,
+}
+
+impl LatencyHistogram {
+    /// Records one observation.
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        let slot = LATENCY_BUCKETS
+            .iter()
+            .position(|&b| secs <= b)
+            .unwrap_or(LATENCY_BUCKETS.len());
+        if let Some(c) = self.buckets.get(slot) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        self.sum_micros
+            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Cumulative counts per bucket bound (Prometheus `_bucket{le}`), `+Inf` last.
+    pub fn cumulative(&self) -> [u64; LATENCY_BUCKETS.len() + 1] {
+        let mut out = [0; LATENCY_BUCKETS.len() + 1];
+        let mut acc = 0;
+        for (o, c) in out.iter_mut().zip(self.buckets.iter()) {
+            acc += c.load(Ordering::Relaxed);
+            *o = acc;
+        }
+        out
+    }
+}
+
+/// Counters of one sink (shared by its workers).
 #[derive(Debug, Default)]
 pub struct SinkStats {
-    /// Batches taken off the queue.
+    /// Statsd batches taken off the queue.
     pub batches: AtomicU64,
-    /// Values received from the queue.
+    /// HTTP intake payloads taken off the queue.
+    pub payloads: AtomicU64,
+    /// Values (points) received from the queue: one per batch series, a payload's points.
     pub values_received: AtomicU64,
+    /// Series received from the queue (a payload's series, checks or events).
+    pub series_received: AtomicU64,
     /// Values delivered.
     pub values_delivered: AtomicU64,
     /// Values dropped, by [`DropReason`] slot.
-    pub values_dropped: [AtomicU64; 4],
-    /// Encoded bytes written.
+    pub values_dropped: [AtomicU64; DropReason::ALL.len()],
+    /// Bytes written or sent, after compression (the wire).
     pub bytes: AtomicU64,
+    /// Bytes of the delivered bodies before compression.
+    pub bytes_uncompressed: AtomicU64,
     /// Delivery retries.
     pub retries: AtomicU64,
+    /// HTTP request attempts, by [`RequestOutcome`] slot.
+    pub requests: [AtomicU64; RequestOutcome::ALL.len()],
+    /// HTTP request latency (every attempt, including failed ones).
+    pub latency: LatencyHistogram,
+    /// One-time log guards (by [`DropReason`] slot).
+    pub(crate) logged: [AtomicBool; DropReason::ALL.len()],
 }
 
 impl SinkStats {
@@ -72,5 +179,65 @@ impl SinkStats {
         if let Some(c) = self.values_dropped.get(reason as usize) {
             Self::add(c, n);
         }
+    }
+
+    /// Values dropped for `reason`.
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.values_dropped
+            .get(reason as usize)
+            .map_or(0, Self::get)
+    }
+
+    /// Counts one request attempt and its latency.
+    pub fn request(&self, outcome: RequestOutcome, took: Duration) {
+        if let Some(c) = self.requests.get(outcome as usize) {
+            Self::add(c, 1);
+        }
+        self.latency.observe(took);
+    }
+
+    /// Request attempts that ended with `outcome`.
+    pub fn requests(&self, outcome: RequestOutcome) -> u64 {
+        self.requests.get(outcome as usize).map_or(0, Self::get)
+    }
+
+    /// True the first time it is called for `reason` (for one-time logs).
+    pub(crate) fn first_time(&self, reason: DropReason) -> bool {
+        self.logged
+            .get(reason as usize)
+            .is_some_and(|f| !f.swap(true, Ordering::Relaxed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_lands_in_the_right_bucket_and_accumulates() {
+        let h = LatencyHistogram::default();
+        h.observe(Duration::from_micros(500));
+        h.observe(Duration::from_millis(1));
+        h.observe(Duration::from_millis(200));
+        h.observe(Duration::from_secs(60));
+        let c = h.cumulative();
+        assert_eq!(c[0], 2, "0.5 ms and 1 ms are <= 1 ms");
+        assert_eq!(c[6], 2, "nothing up to 100 ms besides those");
+        assert_eq!(c[7], 3, "200 ms <= 250 ms");
+        assert_eq!(c[13], 3, "<= 30 s");
+        assert_eq!(c[14], 4, "+Inf holds all");
+        assert_eq!(SinkStats::get(&h.count), 4);
+        assert_eq!(
+            SinkStats::get(&h.sum_micros),
+            500 + 1000 + 200_000 + 60_000_000
+        );
+    }
+
+    #[test]
+    fn one_time_guards_fire_once_per_reason() {
+        let s = SinkStats::default();
+        assert!(s.first_time(DropReason::Unsupported));
+        assert!(!s.first_time(DropReason::Unsupported));
+        assert!(s.first_time(DropReason::NoApiKey));
     }
 }

@@ -15,7 +15,9 @@ mod e2e {
     mod cli;
     mod clients;
     mod deploy;
+    mod http;
     mod input;
+    mod proxy;
     mod shards;
     mod signalfx;
 }

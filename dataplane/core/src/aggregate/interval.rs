@@ -110,7 +110,11 @@ fn slot<'t, V: Default>(
     max_series: usize,
 ) -> Result<&'t mut V, LineError> {
     match table.entry(id.hash, |e| e.check == id.check, |e| e.hash) {
-        Slot::Occupied(o) => Ok(&mut o.into_mut().val),
+        Slot::Occupied(o) => {
+            let e = o.into_mut();
+            e.samples = e.samples.saturating_add(1);
+            Ok(&mut e.val)
+        }
         Slot::Vacant(v) => {
             if *series >= max_series {
                 return Err(LineError::SeriesLimit);
@@ -120,6 +124,7 @@ fn slot<'t, V: Default>(
                 hash: id.hash,
                 check: id.check,
                 key: keys.to_key(),
+                samples: 1,
                 val: V::default(),
             });
             Ok(&mut e.into_mut().val)
@@ -206,6 +211,20 @@ impl IntervalAggregator {
             }
         }
         Ok(())
+    }
+
+    /// Calls `f(name, lines)` for every series of the current interval (before it is
+    /// drained), for the top-names statistics.
+    pub fn for_each_series(&self, mut f: impl FnMut(&str, u64)) {
+        fn each<V>(t: &HashTable<Entry<V>>, f: &mut impl FnMut(&str, u64)) {
+            for e in t {
+                f(e.key.name(), u64::from(e.samples));
+            }
+        }
+        each(&self.counters, &mut f);
+        each(&self.gauges, &mut f);
+        each(&self.timers, &mut f);
+        each(&self.sets, &mut f);
     }
 
     /// Drains the interval's partials into one [`Partials`] per owner shard (`shards` parts,

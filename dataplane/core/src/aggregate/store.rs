@@ -115,6 +115,7 @@ fn merge_into<S: Default, P>(
         check,
         key,
         val,
+        ..
     } in parts
     {
         let state = match table.entry(hash, |e| e.check == check, |e| e.hash) {
@@ -125,6 +126,7 @@ fn merge_into<S: Default, P>(
                         hash,
                         check,
                         key,
+                        samples: 0,
                         val: S::default(),
                     })
                     .into_mut()

@@ -6,6 +6,7 @@
 //! same substitution gostatsd makes.
 
 use crate::model::{SeriesBatch, SeriesRef};
+use crate::translate::DdSeries;
 use serde::ser::{SerializeSeq, Serializer};
 use serde::Serialize;
 
@@ -57,6 +58,19 @@ pub fn json_safe(v: f64) -> f64 {
 
 /// Appends one series object and a newline to `out`.
 pub fn write_series(out: &mut Vec<u8>, s: SeriesRef<'_>, timestamp: u64, interval: f64) {
+    if write_series_object(out, s, timestamp, interval) {
+        out.push(b'\n');
+    }
+}
+
+/// Appends one series object (no separator) to `out`; returns whether it was written.
+/// Allocates nothing beyond growing `out`.
+pub fn write_series_object(
+    out: &mut Vec<u8>,
+    s: SeriesRef<'_>,
+    timestamp: u64,
+    interval: f64,
+) -> bool {
     let obj = Object {
         metric: Name(s.base_name(), s.suffix()),
         points: [(timestamp, json_safe(s.value()))],
@@ -66,6 +80,68 @@ pub fn write_series(out: &mut Vec<u8>, s: SeriesRef<'_>, timestamp: u64, interva
         tags: Tags(s),
     };
     // Writing to a Vec cannot fail, and every field serialises infallibly.
+    serde_json::to_writer(&mut *out, &obj).is_ok()
+}
+
+/// Appends a `POST /api/v1/series` body, `{"series":[...]}`, holding series `start..end` of
+/// `batch`.
+pub fn write_series_payload(out: &mut Vec<u8>, batch: &SeriesBatch, start: usize, end: usize) {
+    out.extend_from_slice(b"{\"series\":[");
+    let mut first = true;
+    for s in batch.iter().skip(start).take(end.saturating_sub(start)) {
+        let mark = out.len();
+        if !first {
+            out.push(b',');
+        }
+        if write_series_object(out, s, batch.timestamp, batch.interval) {
+            first = false;
+        } else {
+            out.truncate(mark);
+        }
+    }
+    out.extend_from_slice(b"]}");
+}
+
+struct DdPoints<'a>(&'a [[Option<f64>; 2]]);
+
+impl Serialize for DdPoints<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for [ts, v] in self.0 {
+            seq.serialize_element(&(ts, v.map(json_safe)))?;
+        }
+        seq.end()
+    }
+}
+
+#[derive(Serialize)]
+struct DdObject<'a> {
+    metric: &'a str,
+    points: DdPoints<'a>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    kind: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    interval: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    host: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    device: Option<&'a str>,
+    tags: &'a [&'a str],
+}
+
+/// Appends one parsed intake series (as a v1 series object) and a newline to `out`: the
+/// NDJSON line format of the file and stdout sinks. Missing fields stay missing; null
+/// timestamps and values stay null.
+pub fn write_dd_series(out: &mut Vec<u8>, s: &DdSeries<'_>) {
+    let obj = DdObject {
+        metric: s.metric,
+        points: DdPoints(s.points),
+        kind: s.kind,
+        interval: s.interval,
+        host: s.host,
+        device: s.device,
+        tags: s.tags,
+    };
     if serde_json::to_writer(&mut *out, &obj).is_ok() {
         out.push(b'\n');
     }
@@ -110,5 +186,51 @@ mod tests {
         for l in lines {
             let _: serde_json::Value = serde_json::from_str(l).unwrap();
         }
+    }
+
+    #[test]
+    fn writes_a_v1_series_payload_for_a_range() {
+        let mut b = SeriesBatch::new(1_700_000_000, 10.0);
+        for i in 0..3 {
+            let id = b.identity(&format!("m{i}"), ["k:v"], "");
+            b.push(id, "", SeriesType::Count, f64::from(i));
+        }
+        let mut out = Vec::new();
+        write_series_payload(&mut out, &b, 1, 3);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let names: Vec<&str> = v["series"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["metric"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["m1", "m2"]);
+        assert_eq!(
+            v["series"][1]["points"],
+            serde_json::json!([[1_700_000_000u64, 2.0]])
+        );
+        out.clear();
+        write_series_payload(&mut out, &b, 3, 3);
+        assert_eq!(out, br#"{"series":[]}"#);
+    }
+
+    #[test]
+    fn writes_parsed_intake_series_keeping_nulls_and_missing_fields() {
+        let pts = [[Some(1.5), None], [Some(2.0), Some(3.0)]];
+        let s = DdSeries {
+            metric: "a",
+            kind: None,
+            interval: Some(10.0),
+            host: None,
+            device: Some("sda"),
+            tags: &["x:y", "bare"],
+            points: &pts,
+        };
+        let mut out = Vec::new();
+        write_dd_series(&mut out, &s);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "{\"metric\":\"a\",\"points\":[[1.5,null],[2.0,3.0]],\"interval\":10.0,\"device\":\"sda\",\"tags\":[\"x:y\",\"bare\"]}\n"
+        );
     }
 }

@@ -1,11 +1,21 @@
 //! Request-body decompression into a reused buffer capped at a limit.
 //!
-//! libdeflate decompresses whole buffers and needs an output size: the buffer starts at a
-//! guess (the gzip trailer's size, or 4x the input) and doubles on `InsufficientSpace` up to
-//! the limit, past which the body is [`BodyError::TooLarge`]. zstd streams through
+//! libdeflate decompresses whole buffers and needs an output size. The buffer is reused and
+//! keeps its length between requests (its bytes stay initialised), so the first attempt
+//! offers the larger of what the buffer already holds and a guess: the gzip trailer's size,
+//! else the input times the compression ratio of the last body decoded (4x at first). Only
+//! growth is zero-filled. On `InsufficientSpace` the size doubles up to the limit, past
+//! which the body is [`BodyError::TooLarge`]: libdeflate never writes past the slice it is
+//! given, and that slice is never longer than the limit. zstd streams through
 //! `Read::take(limit + 1)`.
+//!
+//! [`BodyDecoder::decode_framed`] also says whether the body as received is exactly one gzip
+//! member or one zlib stream (nothing after its trailer, which libdeflate would ignore), so
+//! the sinks may forward those bytes without compressing again;
+//! [`BodyDecoder::inflate_stored`] decodes such a stored body again for a sink.
 
 use super::BodyError;
+use crate::egress::BodyFormat;
 use libdeflater::{DecompressionError, Decompressor};
 use std::io::Read;
 
@@ -50,7 +60,12 @@ impl Encoding {
 /// Decodes bodies into a reused buffer.
 pub struct BodyDecoder {
     inflater: Decompressor,
+    /// Output; its length is the high-water mark of what was zero-filled (at most the
+    /// largest limit used), not the last body's size.
     out: Vec<u8>,
+    /// Decoded/compressed ratio of the last gzip or deflate body (rounded up, plus one),
+    /// the next guess for a body without a size hint.
+    ratio: usize,
     /// Largest decompressed body accepted.
     pub limit: usize,
 }
@@ -64,6 +79,19 @@ impl std::fmt::Debug for BodyDecoder {
 }
 
 const MIN_GUESS: usize = 64 * 1024;
+/// The first ratio guessed, before any body was seen.
+const FIRST_RATIO: usize = 4;
+/// Most a learnt ratio may raise the next guess (metrics JSON compresses 8-15x; a tiny body
+/// that compresses 500x must not make the next guess hundreds of megabytes).
+const MAX_RATIO: usize = 32;
+
+impl Default for BodyDecoder {
+    /// A decoder with a limit of 0: set [`BodyDecoder::limit`] before [`BodyDecoder::decode`]
+    /// ([`BodyDecoder::inflate_stored`] takes its size as an argument).
+    fn default() -> Self {
+        Self::new(0)
+    }
+}
 
 impl BodyDecoder {
     /// A decoder accepting at most `limit` decompressed bytes.
@@ -71,8 +99,144 @@ impl BodyDecoder {
         Self {
             inflater: Decompressor::new(),
             out: Vec::new(),
+            ratio: FIRST_RATIO,
             limit,
         }
+    }
+
+    /// Like [`BodyDecoder::decode`], and also says how the body as received may be stored
+    /// for the sinks: `Some(Json)` for identity, `Some(Gzip)` / `Some(Zlib)` when `body` is
+    /// exactly one gzip member / zlib stream (its trailer is the last bytes and matches the
+    /// output, so no bytes follow it that the decoder skipped), `None` otherwise (zstd, raw
+    /// deflate, trailing bytes): then only the decoded bytes are reusable.
+    ///
+    /// # Errors
+    /// As [`BodyDecoder::decode`].
+    pub fn decode_framed<'a>(
+        &'a mut self,
+        enc: Encoding,
+        body: &'a mut [u8],
+    ) -> Result<(&'a mut [u8], Option<BodyFormat>), BodyError> {
+        let (n, framing) = match enc {
+            Encoding::Identity => {
+                let plain = self.decode(enc, body)?;
+                return Ok((plain, Some(BodyFormat::Json)));
+            }
+            Encoding::Gzip | Encoding::Deflate => self.inflate_body(enc, body)?,
+            Encoding::Zstd => {
+                let plain = self.decode(enc, body)?;
+                return Ok((plain, None));
+            }
+        };
+        let plain = &mut self.out[..n];
+        let exact = match framing {
+            Some(BodyFormat::Gzip) => gzip_trailer_is_last(body, plain),
+            Some(BodyFormat::Zlib) => zlib_trailer_is_last(body, plain),
+            _ => false,
+        };
+        Ok((plain, framing.filter(|_| exact)))
+    }
+
+    /// Decodes a body stored by the intake (`format`, `size` bytes once decoded, as the
+    /// intake measured) into `out`, replacing its contents. The body is shared, so it is
+    /// never decoded in place. `size` is the cap: a body that decodes to anything else is
+    /// [`BodyError::Corrupt`].
+    ///
+    /// # Errors
+    /// [`BodyError::Corrupt`] for a stream that does not decode to exactly `size` bytes.
+    pub fn inflate_stored(
+        &mut self,
+        format: BodyFormat,
+        body: &[u8],
+        size: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<(), BodyError> {
+        let (name, run): (&'static str, Inflate) = match format {
+            BodyFormat::Json => {
+                out.clear();
+                out.extend_from_slice(body);
+                return Ok(());
+            }
+            BodyFormat::Gzip => ("gzip", Decompressor::gzip_decompress),
+            BodyFormat::Zlib => ("deflate", Decompressor::zlib_decompress),
+        };
+        // Only growth is zero-filled; the bytes kept are overwritten by the decoder.
+        if out.len() < size {
+            out.resize(size, 0);
+        } else {
+            out.truncate(size);
+        }
+        match run(&mut self.inflater, body, out) {
+            Ok(n) if n == size => Ok(()),
+            _ => {
+                out.clear();
+                Err(BodyError::Corrupt {
+                    encoding: name,
+                    detail: format!("stored body does not decode to its {size} bytes"),
+                })
+            }
+        }
+    }
+
+    /// gzip or deflate (zlib, else raw) into `self.out`: the length, and the framing found
+    /// (`Some(Gzip)`, `Some(Zlib)`, or `None` for raw deflate).
+    fn inflate_body(
+        &mut self,
+        enc: Encoding,
+        body: &[u8],
+    ) -> Result<(usize, Option<BodyFormat>), BodyError> {
+        let limit = self.limit;
+        let guess = body.len().saturating_mul(self.ratio).max(MIN_GUESS);
+        let r = if enc == Encoding::Gzip {
+            // ISIZE (the last 4 bytes) is the size mod 2^32: only a first guess.
+            let hint = body
+                .len()
+                .checked_sub(4)
+                .and_then(|i| body.get(i..))
+                .and_then(|b| b.try_into().ok())
+                .map(|b: [u8; 4]| u32::from_le_bytes(b) as usize)
+                .filter(|&h| h > 0 && h <= limit)
+                .unwrap_or(guess);
+            let inflater = &mut self.inflater;
+            inflate(
+                inflater,
+                &mut self.out,
+                body,
+                hint,
+                limit,
+                "gzip",
+                Decompressor::gzip_decompress,
+            )
+            .map(|n| (n, Some(BodyFormat::Gzip)))
+        } else {
+            let zlib = inflate(
+                &mut self.inflater,
+                &mut self.out,
+                body,
+                guess,
+                limit,
+                "deflate",
+                Decompressor::zlib_decompress,
+            );
+            match zlib {
+                Ok(n) => Ok((n, Some(BodyFormat::Zlib))),
+                Err(BodyError::Corrupt { .. }) => inflate(
+                    &mut self.inflater,
+                    &mut self.out,
+                    body,
+                    guess,
+                    limit,
+                    "deflate",
+                    Decompressor::deflate_decompress,
+                )
+                .map(|n| (n, None)),
+                Err(e) => Err(e),
+            }
+        };
+        if let Ok((n, _)) = r {
+            self.ratio = (n.div_ceil(body.len().max(1)) + 1).clamp(FIRST_RATIO, MAX_RATIO);
+        }
+        r
     }
 
     /// Decodes `body` and returns the plain bytes (borrowed from the decoder's buffer, or
@@ -93,47 +257,8 @@ impl BodyDecoder {
                 }
                 Ok(body)
             }
-            Encoding::Gzip => {
-                // ISIZE (the last 4 bytes) is the size mod 2^32: only a first guess.
-                let hint = body
-                    .len()
-                    .checked_sub(4)
-                    .and_then(|i| body.get(i..))
-                    .and_then(|b| b.try_into().ok())
-                    .map(|b: [u8; 4]| u32::from_le_bytes(b) as usize)
-                    .unwrap_or(0);
-                let n = inflate(
-                    &mut self.inflater,
-                    &mut self.out,
-                    body,
-                    hint,
-                    limit,
-                    "gzip",
-                    Decompressor::gzip_decompress,
-                )?;
-                Ok(&mut self.out[..n])
-            }
-            Encoding::Deflate => {
-                let n = match inflate(
-                    &mut self.inflater,
-                    &mut self.out,
-                    body,
-                    0,
-                    limit,
-                    "deflate",
-                    Decompressor::zlib_decompress,
-                ) {
-                    Err(BodyError::Corrupt { .. }) => inflate(
-                        &mut self.inflater,
-                        &mut self.out,
-                        body,
-                        0,
-                        limit,
-                        "deflate",
-                        Decompressor::deflate_decompress,
-                    )?,
-                    r => r?,
-                };
+            Encoding::Gzip | Encoding::Deflate => {
+                let (n, _) = self.inflate_body(enc, body)?;
                 Ok(&mut self.out[..n])
             }
             Encoding::Zstd => {
@@ -164,35 +289,31 @@ impl BodyDecoder {
 
 type Inflate = fn(&mut Decompressor, &[u8], &mut [u8]) -> Result<usize, DecompressionError>;
 
-/// Inflates `body` into `out` (resized as needed, never past `limit`); returns the length.
+/// Inflates `body` into `out` and returns the length. `out` keeps its length across calls
+/// (its bytes are initialised), so the first attempt offers `max(first, out.len())`, never
+/// more than `limit`; only growth is zero-filled, and `out` never grows past `limit`.
 fn inflate(
     inflater: &mut Decompressor,
     out: &mut Vec<u8>,
     body: &[u8],
-    hint: usize,
+    first: usize,
     limit: usize,
     encoding: &'static str,
     run: Inflate,
 ) -> Result<usize, BodyError> {
-    let mut size = if hint > 0 && hint <= limit {
-        hint
-    } else {
-        body.len().saturating_mul(4).max(MIN_GUESS)
-    };
-    size = size.min(limit).max(1);
+    let mut size = first.max(out.len()).min(limit);
     loop {
-        out.clear();
-        out.resize(size, 0);
-        match run(inflater, body, &mut out[..]) {
-            Ok(n) => {
-                out.truncate(n);
-                return Ok(n);
-            }
+        if out.len() < size {
+            out.reserve_exact(size - out.len());
+            out.resize(size, 0);
+        }
+        match run(inflater, body, &mut out[..size]) {
+            Ok(n) => return Ok(n),
             Err(DecompressionError::InsufficientSpace) => {
                 if size >= limit {
                     return Err(BodyError::TooLarge { limit });
                 }
-                size = size.saturating_mul(2).min(limit);
+                size = size.saturating_mul(2).max(MIN_GUESS).min(limit);
             }
             Err(DecompressionError::BadData) => {
                 return Err(BodyError::Corrupt {
@@ -202,6 +323,25 @@ fn inflate(
             }
         }
     }
+}
+
+/// Whether the last 8 bytes of `gz` are the gzip trailer of `plain` (CRC32, then ISIZE, both
+/// little-endian), i.e. nothing follows the member libdeflate decoded (it ignores what
+/// does). Only a deliberately crafted tail could match by other means; the vendor then
+/// decodes the tail too, and would reject the request.
+fn gzip_trailer_is_last(gz: &[u8], plain: &[u8]) -> bool {
+    let Some(trailer) = gz.len().checked_sub(8).and_then(|i| gz.get(i..)) else {
+        return false;
+    };
+    let mut want = [0u8; 8];
+    want[..4].copy_from_slice(&libdeflater::crc32(plain).to_le_bytes());
+    want[4..].copy_from_slice(&(plain.len() as u32).to_le_bytes());
+    trailer == want
+}
+
+/// Whether the last 4 bytes of `z` are the zlib trailer of `plain` (Adler-32, big-endian).
+fn zlib_trailer_is_last(z: &[u8], plain: &[u8]) -> bool {
+    z.len() >= 6 && z.get(z.len() - 4..) == Some(&libdeflater::adler32(plain).to_be_bytes()[..])
 }
 
 #[cfg(test)]
@@ -299,6 +439,78 @@ mod tests {
             Err(BodyError::TooLarge { limit: 1 << 20 })
         );
         assert!(d.out.capacity() <= 1 << 20);
+    }
+
+    #[test]
+    fn a_reused_buffer_never_lets_a_body_past_the_current_limit() {
+        // Bodies of 50 KB, 2 MB and 1.5 MB of JSON that compresses far past the first ratio.
+        let small = br#"{"series":[{"metric":"m","points":[[1,2]]}]}"#.repeat(1_000);
+        let big = small.repeat(40);
+        let mid = &big[..1_500_000];
+        let mut d = BodyDecoder::new(4 << 20);
+        for (data, enc) in [
+            (&small[..], Encoding::Deflate),
+            (&big[..], Encoding::Deflate),
+            (mid, Encoding::Deflate),
+            (&small[..], Encoding::Gzip),
+            (mid, Encoding::Gzip),
+        ] {
+            let mut body = if enc == Encoding::Gzip {
+                gzip(data)
+            } else {
+                zlib(data)
+            };
+            assert_eq!(
+                d.decode(enc, &mut body).unwrap(),
+                data,
+                "{enc:?} {}",
+                data.len()
+            );
+        }
+        // The buffer now holds 2 MB: a lower limit still caps the output.
+        d.limit = 1 << 20;
+        for (enc, mut body) in [(Encoding::Deflate, zlib(mid)), (Encoding::Gzip, gzip(mid))] {
+            assert_eq!(
+                d.decode(enc, &mut body),
+                Err(BodyError::TooLarge { limit: 1 << 20 }),
+                "{enc:?}"
+            );
+        }
+        // A body of exactly the limit fits.
+        d.limit = mid.len();
+        let mut body = zlib(mid);
+        assert_eq!(d.decode(Encoding::Deflate, &mut body).unwrap(), mid);
+    }
+
+    #[test]
+    fn framing_says_when_the_wire_bytes_are_one_exact_stream() {
+        let data = br#"{"series":[]}"#.repeat(100);
+        let mut d = BodyDecoder::new(1 << 20);
+        let framed = |d: &mut BodyDecoder, enc, mut body: Vec<u8>| {
+            let (plain, f) = d.decode_framed(enc, &mut body).unwrap();
+            assert_eq!(plain, &data[..]);
+            f
+        };
+        assert_eq!(
+            framed(&mut d, Encoding::Gzip, gzip(&data)),
+            Some(BodyFormat::Gzip)
+        );
+        assert_eq!(
+            framed(&mut d, Encoding::Deflate, zlib(&data)),
+            Some(BodyFormat::Zlib)
+        );
+        assert_eq!(
+            framed(&mut d, Encoding::Identity, data.clone()),
+            Some(BodyFormat::Json)
+        );
+        assert_eq!(framed(&mut d, Encoding::Deflate, raw_deflate(&data)), None);
+        // A second gzip member, or any tail, is skipped by the decoder: not forwardable.
+        let mut two = gzip(&data);
+        two.extend_from_slice(&gzip(b"{}"));
+        assert_eq!(framed(&mut d, Encoding::Gzip, two), None);
+        let mut tail = zlib(&data);
+        tail.push(b'\n');
+        assert_eq!(framed(&mut d, Encoding::Deflate, tail), None);
     }
 
     #[test]

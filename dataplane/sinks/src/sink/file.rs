@@ -1,9 +1,11 @@
 //! NDJSON file sink: one Datadog v1 series object per line, appended.
 //!
-//! The file and its parent directories are created at start. Writes go through a reused
-//! encode buffer and `write_all`, so a short write can never lose half a line.
+//! Statsd batches are written series by series; a v1 series payload from the HTTP intake is
+//! written as its series (other intake endpoints are counted `unsupported`). The file and its
+//! parent directories are created at start. Writes go through a reused encode buffer and
+//! `write_all`, so a short write can never lose half a line.
 
-use super::Chunk;
+use super::{Chunk, ParseScratch};
 use crate::SinkError;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -15,7 +17,8 @@ use switchyard_core::encode::datadog_series;
 pub struct FileSink {
     path: PathBuf,
     file: File,
-    buf: Vec<u8>,
+    pub(crate) buf: Vec<u8>,
+    pub(crate) scratch: ParseScratch,
 }
 
 impl FileSink {
@@ -37,19 +40,25 @@ impl FileSink {
             path: path.to_path_buf(),
             file,
             buf: Vec::with_capacity(1 << 20),
+            scratch: ParseScratch::default(),
         })
     }
 
-    /// Encodes and appends a chunk.
-    ///
-    /// # Errors
-    /// [`SinkError::Retryable`] on an I/O error (disk full, for example).
-    pub fn deliver(&mut self, chunk: Chunk<'_>) -> Result<u64, SinkError> {
+    /// Encodes a chunk into the reused buffer; returns its length.
+    pub fn encode(&mut self, chunk: Chunk<'_>) -> u64 {
         self.buf.clear();
         let b = chunk.batch;
         for s in b.iter().skip(chunk.start).take(chunk.len()) {
             datadog_series::write_series(&mut self.buf, s, b.timestamp, b.interval);
         }
+        self.buf.len() as u64
+    }
+
+    /// Appends the encoded buffer; returns the bytes written.
+    ///
+    /// # Errors
+    /// [`SinkError::Retryable`] on an I/O error (disk full, for example).
+    pub fn write_buf(&mut self) -> Result<u64, SinkError> {
         self.file
             .write_all(&self.buf)
             .map_err(|e| SinkError::Retryable(format!("writing {}: {e}", self.path.display())))?;

@@ -1,30 +1,46 @@
-//! SignalFx sink: translates flushed series to `/v2/datapoint` JSON (`formats.md` §5, via
-//! [`switchyard_core::translate`]), compresses with libdeflate gzip, and POSTs with
-//! `X-SF-Token`.
+//! SignalFx sink: translates series to `/v2/datapoint` (`formats.md` §5, via
+//! [`switchyard_core::translate`]) as JSON or protobuf `DataPointUploadMessage`
+//! (`encoding`), compresses with libdeflate, and POSTs with `X-SF-Token`.
 //!
-//! Outcomes: 200 delivered; 429, 5xx, timeouts and connection errors are retryable; any
-//! other 4xx is fatal for the chunk (the data will never be accepted). Points the
-//! translation drops (non-finite values, too many dimensions) are counted as
-//! `reason="translation"`.
+//! Inputs: statsd batches; HTTP intake payloads of `/api/v1/series` and `/api/v2/series`
+//! (decoded again into a reused buffer when the queue carries the client's gzip/zlib bytes,
+//! else copied into it, then parsed in place) and `/api/v1/check_run` (each check
+//! as a gauge of its status, §5.3). Distribution points and events are not translated:
+//! their points are counted as dropped, `reason="unsupported"`, with one info log.
+//! Requests carry at most `max_series_per_request` series.
 //!
-//! Buffers (JSON body, compressed body) and the translator are reused across requests.
+//! Outcomes: 2xx delivered; 5xx, 408, 429, timeouts and connection errors retried; any other
+//! status is `rejected` (never retried). Points the translation drops (non-finite values,
+//! too many dimensions, unknown types) are counted as `reason="translation"`.
+//!
+//! Buffers (body, compressed body, parse scratch, protobuf scratch) and the translator are
+//! reused across requests.
 
-use super::Chunk;
+pub mod proto;
+
+use super::{chunks, ParseScratch};
+use crate::driver::Ctx;
+use crate::http::{BodyCompressor, HttpClient};
+use crate::stats::DropReason;
 use crate::SinkError;
-use switchyard_core::config::{Compression, SignalfxSettings};
-use switchyard_core::translate::{TranslateConfig, Translator};
+use std::time::{SystemTime, UNIX_EPOCH};
+use switchyard_core::config::{SfxEncoding, SignalfxSettings};
+use switchyard_core::egress::{Egress, Endpoint, IntakePayload};
+use switchyard_core::intake::{check_run, series_v1, series_v2, BodyError};
+use switchyard_core::translate::{DdSeries, TranslateConfig, Translator};
 
 /// Posts translated datapoints to a SignalFx-compatible endpoint.
 pub struct SignalfxSink {
     url: String,
     token: Option<String>,
-    agent: ureq::Agent,
-    compressor: Option<libdeflater::Compressor>,
+    encoding: SfxEncoding,
+    http: HttpClient,
+    compressor: BodyCompressor,
     translator: Translator,
+    proto: proto::ProtoWriter,
     json: Vec<u8>,
-    body: Vec<u8>,
-    /// Datapoints of the last delivered chunk that translation dropped.
-    pub last_translation_drops: u64,
+    scratch: ParseScratch,
+    pending_series: usize,
     /// Most series per request.
     pub max_series: usize,
 }
@@ -34,6 +50,7 @@ impl std::fmt::Debug for SignalfxSink {
         // Never print the token.
         f.debug_struct("SignalfxSink")
             .field("url", &self.url)
+            .field("encoding", &self.encoding)
             .finish_non_exhaustive()
     }
 }
@@ -42,7 +59,7 @@ impl SignalfxSink {
     /// Builds the sink; reads the token from its environment variable.
     ///
     /// # Errors
-    /// [`SinkError::Fatal`] when the named token variable is not set.
+    /// [`SinkError::Fatal`] when the named token variable is not set or `ca_file` is unusable.
     pub fn new(s: &SignalfxSettings) -> Result<Self, SinkError> {
         let token = match &s.token_env {
             Some(var) => Some(std::env::var(var).map_err(|_| {
@@ -50,87 +67,165 @@ impl SignalfxSink {
             })?),
             None => None,
         };
-        let config = ureq::Agent::config_builder()
-            .timeout_global(Some(s.request_timeout))
-            .http_status_as_error(false)
-            .build();
-        let compressor = match s.compression {
-            Compression::Gzip => Some(libdeflater::Compressor::new(
-                libdeflater::CompressionLvl::new(i32::from(s.compression_level))
-                    .unwrap_or_default(),
-            )),
-            Compression::None => None,
-        };
         Ok(Self {
-            url: s.datapoint_url.clone(),
+            url: format!("{}/v2/datapoint", s.http.endpoint),
             token,
-            agent: config.into(),
-            compressor,
+            encoding: s.encoding,
+            http: HttpClient::new(&s.http)?,
+            compressor: BodyCompressor::new(s.http.compression, s.http.compression_level),
             translator: Translator::new(TranslateConfig {
                 rate_as: s.rate_as,
                 ..Default::default()
             }),
+            proto: proto::ProtoWriter::default(),
             json: Vec::with_capacity(1 << 20),
-            body: Vec::new(),
-            last_translation_drops: 0,
-            max_series: s.max_series_per_request,
+            scratch: ParseScratch::default(),
+            pending_series: 0,
+            max_series: s.http.max_series_per_request.max(1),
         })
     }
 
-    /// Gzips `json` into `out` when a compressor is configured; returns the bytes to send.
-    fn encode<'b>(
-        compressor: Option<&mut libdeflater::Compressor>,
-        json: &'b [u8],
-        out: &'b mut Vec<u8>,
-    ) -> &'b [u8] {
-        let Some(c) = compressor else { return json };
-        out.resize(c.gzip_compress_bound(json.len()), 0);
-        match c.gzip_compress(json, out) {
-            Ok(n) => &out[..n],
-            // The bound makes this unreachable; fall back to the plain body.
-            Err(_) => json,
+    /// Translates and delivers one queue item.
+    pub fn handle(&mut self, item: &Egress, ctx: &Ctx<'_>) {
+        match item {
+            Egress::Series(b) => {
+                for c in chunks(b, self.max_series) {
+                    match self.encoding {
+                        SfxEncoding::Json => self.translator.push_batch_range(b, c.start, c.end),
+                        SfxEncoding::Protobuf => {
+                            let w = &mut self.proto;
+                            self.translator
+                                .visit_batch_range(b, c.start, c.end, |t| w.push(t));
+                        }
+                    }
+                    self.send(ctx);
+                }
+            }
+            Egress::Payload(p) => self.handle_payload(p, ctx),
         }
     }
 
-    /// Translates and posts a chunk; returns the bytes sent.
-    ///
-    /// # Errors
-    /// [`SinkError::Retryable`] for 429, 5xx and transport errors; [`SinkError::Fatal`] for
-    /// other 4xx.
-    pub fn deliver(&mut self, chunk: Chunk<'_>) -> Result<u64, SinkError> {
-        self.translator
-            .push_batch_range(chunk.batch, chunk.start, chunk.end);
-        let st = self.translator.take_stats();
-        self.last_translation_drops = st.dropped.iter().sum();
-        if self.translator.is_empty() {
-            return Ok(0);
+    fn handle_payload(&mut self, p: &IntakePayload, ctx: &Ctx<'_>) {
+        if matches!(p.endpoint, Endpoint::DistributionPoints | Endpoint::Events) {
+            return ctx.drop_once_logged(
+                DropReason::Unsupported,
+                p.points,
+                &format!(
+                    "{} payloads are not translated to SignalFx; their points are dropped",
+                    p.endpoint.label()
+                ),
+            );
         }
-        self.json.clear();
-        self.translator.finish(&mut self.json);
-        let gzip = self.compressor.is_some();
-        let body = Self::encode(self.compressor.as_mut(), &self.json, &mut self.body);
-        let sent = body.len() as u64;
-        let mut req = self
-            .agent
-            .post(&self.url)
-            .header("Content-Type", "application/json");
-        if gzip {
-            req = req.header("Content-Encoding", "gzip");
-        }
-        if let Some(t) = &self.token {
-            req = req.header("X-SF-Token", t);
-        }
-        let url = &self.url;
-        let resp = req
-            .send(body)
-            .map_err(|e| SinkError::Retryable(format!("POST {url}: {e}")))?;
-        let status = resp.status().as_u16();
-        match status {
-            200..=299 => Ok(sent),
-            429 | 500..=599 | 408 => {
-                Err(SinkError::Retryable(format!("POST {url}: HTTP {status}")))
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let (body, buffers) = match scratch.load_payload(p) {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                self.scratch = scratch;
+                tracing::error!(sink = ctx.name, endpoint = p.endpoint.label(), error = %e,
+                    points = p.points, "stored payload could not be decoded: dropping it");
+                return ctx.stats.drop_values(DropReason::Fatal, p.points);
             }
-            _ => Err(SinkError::Fatal(format!("POST {url}: HTTP {status}"))),
+        };
+        let mut accounted = 0;
+        let parsed: Result<usize, BodyError> = match p.endpoint {
+            Endpoint::SeriesV1 => series_v1::for_each_series(body, buffers, |s| {
+                accounted += self.add(s, ctx);
+            }),
+            Endpoint::SeriesV2 => series_v2::for_each_series(body, buffers, |s| {
+                accounted += self.add(s, ctx);
+            }),
+            Endpoint::CheckRun => {
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0.0, |d| d.as_secs_f64().floor());
+                check_run::for_each_check(body, buffers, |c| {
+                    let mut point = [[None; 2]; 1];
+                    accounted += self.add(&c.as_gauge(now, &mut point), ctx);
+                })
+            }
+            // Handled above, before decoding.
+            Endpoint::DistributionPoints | Endpoint::Events => Ok(0),
+        };
+        self.scratch = scratch;
+        if self.pending_series > 0 {
+            accounted += self.send(ctx);
         }
+        if let Err(e) = parsed {
+            // The intake validated the payload, so this is a bug, not bad input: account
+            // for what was not translated.
+            let left = p.points.saturating_sub(accounted);
+            tracing::error!(sink = ctx.name, endpoint = p.endpoint.label(), error = %e, points = left,
+                "payload could not be parsed again: dropping the rest");
+            ctx.stats.drop_values(DropReason::Fatal, left);
+        }
+    }
+
+    /// Translates one series into the pending request, sending it when it is full. Returns
+    /// the points accounted for by requests sent meanwhile.
+    fn add(&mut self, s: &DdSeries<'_>, ctx: &Ctx<'_>) -> u64 {
+        match self.encoding {
+            SfxEncoding::Json => self.translator.push(s),
+            SfxEncoding::Protobuf => {
+                let w = &mut self.proto;
+                self.translator.visit(s, |t| w.push(t));
+            }
+        }
+        self.pending_series += 1;
+        if self.pending_series >= self.max_series {
+            self.send(ctx)
+        } else {
+            0
+        }
+    }
+
+    /// Sends the pending request: accounts translation drops, delivers the rest. Returns the
+    /// points it accounted for.
+    fn send(&mut self, ctx: &Ctx<'_>) -> u64 {
+        self.pending_series = 0;
+        let st = self.translator.take_stats();
+        ctx.stats
+            .drop_values(DropReason::Translation, st.dropped.iter().sum());
+        let raw: &[u8] = match self.encoding {
+            SfxEncoding::Json => {
+                self.json.clear();
+                if !self.translator.is_empty() {
+                    self.translator.finish(&mut self.json);
+                }
+                &self.json
+            }
+            SfxEncoding::Protobuf => &self.proto.body,
+        };
+        if st.points_out > 0 {
+            let content_type = match self.encoding {
+                SfxEncoding::Json => "application/json",
+                SfxEncoding::Protobuf => "application/x-protobuf",
+            };
+            let encoding = self.compressor.content_encoding();
+            let raw_len = raw.len() as u64;
+            match self.compressor.compress(raw) {
+                Ok(body) => {
+                    let mut headers = [("Content-Type", content_type), ("", ""), ("", "")];
+                    let mut n = 1;
+                    if let Some(e) = encoding {
+                        headers[n] = ("Content-Encoding", e);
+                        n += 1;
+                    }
+                    if let Some(t) = &self.token {
+                        headers[n] = ("X-SF-Token", t);
+                        n += 1;
+                    }
+                    let (url, http) = (&self.url, &mut self.http);
+                    ctx.deliver(st.points_out, raw_len, || {
+                        http.post(url, &headers[..n], body, ctx.stats)
+                    });
+                }
+                Err(e) => {
+                    tracing::error!(sink = ctx.name, error = %e, "dropping request");
+                    ctx.stats.drop_values(DropReason::Fatal, st.points_out);
+                }
+            }
+        }
+        self.proto.body.clear();
+        st.points_in
     }
 }

@@ -1,6 +1,6 @@
-//! NDJSON on standard output, for debugging (`switchyard run | jq`).
+//! NDJSON on standard output, for debugging (`switchyard run | jq`): the file sink's format.
 
-use super::Chunk;
+use super::{Chunk, ParseScratch};
 use crate::SinkError;
 use std::io::Write;
 use switchyard_core::encode::datadog_series;
@@ -8,7 +8,8 @@ use switchyard_core::encode::datadog_series;
 /// Writes NDJSON to stdout.
 #[derive(Debug, Default)]
 pub struct StdoutSink {
-    buf: Vec<u8>,
+    pub(crate) buf: Vec<u8>,
+    pub(crate) scratch: ParseScratch,
 }
 
 impl StdoutSink {
@@ -16,19 +17,25 @@ impl StdoutSink {
     pub fn new() -> Self {
         Self {
             buf: Vec::with_capacity(1 << 16),
+            scratch: ParseScratch::default(),
         }
     }
 
-    /// Encodes and writes a chunk.
-    ///
-    /// # Errors
-    /// [`SinkError::Retryable`] when stdout cannot be written.
-    pub fn deliver(&mut self, chunk: Chunk<'_>) -> Result<u64, SinkError> {
+    /// Encodes a chunk into the reused buffer; returns its length.
+    pub fn encode(&mut self, chunk: Chunk<'_>) -> u64 {
         self.buf.clear();
         let b = chunk.batch;
         for s in b.iter().skip(chunk.start).take(chunk.len()) {
             datadog_series::write_series(&mut self.buf, s, b.timestamp, b.interval);
         }
+        self.buf.len() as u64
+    }
+
+    /// Writes the encoded buffer; returns the bytes written.
+    ///
+    /// # Errors
+    /// [`SinkError::Retryable`] when stdout cannot be written.
+    pub fn write_buf(&mut self) -> Result<u64, SinkError> {
         std::io::stdout()
             .lock()
             .write_all(&self.buf)

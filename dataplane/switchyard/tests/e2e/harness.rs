@@ -103,6 +103,8 @@ pub struct Options {
     pub route_to: Vec<String>,
     /// Environment for the process.
     pub env: Vec<(String, String)>,
+    /// Extra `[http]` keys.
+    pub http_extra: String,
 }
 
 impl Default for Options {
@@ -114,6 +116,7 @@ impl Default for Options {
             extra_sinks: String::new(),
             route_to: vec!["out".into()],
             env: Vec::new(),
+            http_extra: String::new(),
         }
     }
 }
@@ -129,6 +132,8 @@ pub struct Instance {
     pub etsy: u16,
     /// Control port.
     pub control: u16,
+    /// HTTP intake port.
+    pub http: u16,
     /// NDJSON output file.
     pub out: PathBuf,
     log: Arc<Mutex<Vec<String>>>,
@@ -144,7 +149,12 @@ impl Instance {
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let (statsd, etsy, control) = (free_udp_port(), free_udp_port(), free_tcp_port());
+        let (statsd, etsy, control, http) = (
+            free_udp_port(),
+            free_udp_port(),
+            free_tcp_port(),
+            free_tcp_port(),
+        );
         let out = dir.join("out/series.ndjson");
         let mut listen = vec![
             format!("\"udp://127.0.0.1:{statsd}\""),
@@ -153,11 +163,13 @@ impl Instance {
         listen.extend(opts.extra_listen.iter().cloned());
         let config = format!(
             "[shards]\ncount = {}\n\n[statsd]\nlisten = [{}]\nflush_interval = \"1h\"\nexpiry_interval = \"0s\"\n{}\n\n\
+             [http]\nlisten = \"127.0.0.1:{http}\"\n{}\n\n\
              [control]\nlisten = \"127.0.0.1:{control}\"\n\n[sinks.out]\ntype = \"file\"\npath = \"{}\"\n\n\
              {}\n\n[[routes]]\nname = \"all\"\nto = [{}]\n",
             opts.shards,
             listen.join(", "),
             opts.statsd_extra,
+            opts.http_extra,
             out.display(),
             opts.extra_sinks,
             opts.route_to.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ")
@@ -192,6 +204,7 @@ impl Instance {
             statsd,
             etsy,
             control,
+            http,
             out,
             log,
         };
@@ -359,4 +372,185 @@ pub fn send_raw(port: u16, datagrams: &[&[u8]]) {
 /// Approximate equality for derived values.
 pub fn close(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-9 * b.abs().max(1.0)
+}
+
+/// One HTTP response read off a raw connection.
+#[derive(Debug, Clone)]
+pub struct RawResponse {
+    /// Status code.
+    pub status: u16,
+    /// Header lines, lower-cased names.
+    pub headers: Vec<(String, String)>,
+    /// Body (Content-Length framed).
+    pub body: String,
+}
+
+impl RawResponse {
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Reads `n` responses (Content-Length framed, as the intake always answers) from a stream.
+pub fn read_responses(s: &mut TcpStream, n: usize) -> Vec<RawResponse> {
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut buf: Vec<u8> = Vec::new();
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 65536];
+    while out.len() < n {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_string();
+            let mut lines = head.split("\r\n");
+            let status: u16 = lines
+                .next()
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|c| c.parse().ok())
+                .unwrap();
+            let headers: Vec<(String, String)> = lines
+                .filter_map(|l| l.split_once(':'))
+                .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+                .collect();
+            let len: usize = headers
+                .iter()
+                .find(|(k, _)| k == "content-length")
+                .map_or(0, |(_, v)| v.parse().unwrap());
+            if status == 100 {
+                buf.drain(..end + 4);
+                continue;
+            }
+            if buf.len() >= end + 4 + len {
+                let body = String::from_utf8_lossy(&buf[end + 4..end + 4 + len]).to_string();
+                buf.drain(..end + 4 + len);
+                out.push(RawResponse {
+                    status,
+                    headers,
+                    body,
+                });
+                continue;
+            }
+        }
+        let k = s.read(&mut chunk).unwrap();
+        assert!(k > 0, "connection closed after {} responses", out.len());
+        buf.extend_from_slice(&chunk[..k]);
+    }
+    out
+}
+
+/// Sends raw bytes on a new connection to the HTTP intake and reads `n` responses.
+pub fn http_raw(port: u16, request: &[u8], n: usize) -> Vec<RawResponse> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(request).unwrap();
+    read_responses(&mut s, n)
+}
+
+/// POSTs `body` to `path` on the intake with the given extra header lines.
+pub fn http_post(port: u16, path: &str, headers: &[&str], body: &[u8]) -> RawResponse {
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n",
+        body.len()
+    )
+    .into_bytes();
+    for h in headers {
+        req.extend_from_slice(h.as_bytes());
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"\r\n");
+    req.extend_from_slice(body);
+    http_raw(port, &req, 1).remove(0)
+}
+
+/// gzip with libdeflate (as clients do).
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut c = libdeflater::Compressor::new(libdeflater::CompressionLvl::default());
+    let mut out = vec![0u8; c.gzip_compress_bound(data.len())];
+    let n = c.gzip_compress(data, &mut out).unwrap();
+    out.truncate(n);
+    out
+}
+
+/// A `loadgen vendor` process: a real HTTP server standing in for Datadog or SignalFx that
+/// decodes and counts what it receives.
+pub struct Vendor {
+    child: Child,
+    /// Its port.
+    pub port: u16,
+}
+
+impl Vendor {
+    /// Starts `loadgen vendor --kind KIND` with extra arguments on a free port.
+    pub fn start(kind: &str, args: &[&str]) -> Self {
+        let exe = Path::new(env!("CARGO_BIN_EXE_switchyard"))
+            .parent()
+            .unwrap()
+            .join("loadgen");
+        assert!(
+            exe.exists(),
+            "{} not built: the workspace test run builds it (cargo build -p loadgen)",
+            exe.display()
+        );
+        let mut child = Command::new(exe)
+            .args(["vendor", "--kind", kind, "--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .strip_prefix("listening on ")
+            .and_then(|a| a.rsplit_once(':'))
+            .and_then(|(_, p)| p.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected vendor banner {line:?}"));
+        Vendor { child, port }
+    }
+
+    /// Base URL.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// `GET /stats` as JSON.
+    pub fn stats(&self) -> Value {
+        let r = http_raw(
+            self.port,
+            b"GET /stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            1,
+        )
+        .remove(0);
+        serde_json::from_str(&r.body).unwrap()
+    }
+
+    /// `POST /control` with a JSON body (fault injection at run time).
+    pub fn control(&self, json: &str) {
+        let r = http_post(
+            self.port,
+            "/control",
+            &["Content-Type: application/json"],
+            json.as_bytes(),
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+
+    /// One metric's entry in the stats (panics with the whole stats when absent).
+    pub fn metric(&self, stats: &Value, name: &str) -> Value {
+        let m = &stats["metrics"][name];
+        assert!(!m.is_null(), "{name} not received: {stats:#}");
+        m.clone()
+    }
+}
+
+impl Drop for Vendor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

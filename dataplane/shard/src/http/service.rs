@@ -1,0 +1,448 @@
+//! Request handling for the Datadog-compatible intake: routing, the API key, content type
+//! and encoding checks, bounded body reads, validation and counting (in
+//! `switchyard_core::intake::accept`), and the hand-off to every sink's queue.
+//!
+//! Answers as the vendor does: `202 {"status":"ok"}` (v1) or `202 {"errors":[]}` (v2)
+//! once every destination queue took the payload; `400 {"errors":["..."]}` naming what is
+//! wrong; 403, 404, 405, 408, 413, 415; `429` (too many bodies held on this shard) and
+//! `503` (a destination queue is full, or shutting down) with `Retry-After`.
+//!
+//! The shard state is borrowed only in synchronous sections, never across an `.await`.
+
+use crate::ingest::ShardState;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use hyper::{Method, Request, Response, StatusCode};
+use std::cell::{Cell, RefCell};
+use std::convert::Infallible;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use switchyard_core::config::HttpConfig;
+use switchyard_core::egress::{ApiKey, Egress, Endpoint};
+use switchyard_core::intake::accept::{accept_body, BodyLimits, IntakeScratch};
+use switchyard_core::intake::decompress::Encoding;
+use switchyard_core::intake::BodyError;
+use switchyard_core::telemetry::HttpRefusal;
+use switchyard_sinks::SinkHandle;
+
+/// Resolved intake settings.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// Connections per shard.
+    pub max_connections: usize,
+    /// Largest request head.
+    pub max_header_bytes: usize,
+    /// Header and body read deadline.
+    pub read_timeout: Duration,
+    /// Idle keep-alive timeout.
+    pub idle_timeout: Duration,
+    /// Compressed body ceiling.
+    pub max_body_bytes: usize,
+    /// Decompressed body ceiling.
+    pub max_decompressed_bytes: usize,
+    /// Bodies held at once per shard.
+    pub max_inflight_bytes: usize,
+    /// `Retry-After` seconds.
+    pub retry_after_secs: u32,
+}
+
+impl From<&HttpConfig> for HttpSettings {
+    fn from(c: &HttpConfig) -> Self {
+        Self {
+            max_connections: c.max_connections,
+            max_header_bytes: c.max_header_bytes,
+            read_timeout: c.read_timeout,
+            idle_timeout: c.idle_timeout,
+            max_body_bytes: c.max_body_bytes,
+            max_decompressed_bytes: c.max_decompressed_bytes,
+            max_inflight_bytes: c.max_inflight_bytes,
+            retry_after_secs: c.retry_after_secs,
+        }
+    }
+}
+
+/// The accepted API keys. `Any` still requires a non-empty key, as the vendor does.
+#[derive(Clone, Default)]
+pub enum KeyPolicy {
+    /// Any non-empty key.
+    #[default]
+    Any,
+    /// Only these keys.
+    AllowList(Vec<Box<str>>),
+}
+
+impl std::fmt::Debug for KeyPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeyPolicy::Any => f.write_str("Any"),
+            KeyPolicy::AllowList(k) => write!(f, "AllowList({} keys, redacted)", k.len()),
+        }
+    }
+}
+
+impl KeyPolicy {
+    /// Parses an allow-list (keys separated by commas or whitespace).
+    pub fn allow_list(text: &str) -> Self {
+        KeyPolicy::AllowList(
+            text.split(|c: char| c == ',' || c.is_whitespace())
+                .filter(|k| !k.is_empty())
+                .map(Into::into)
+                .collect(),
+        )
+    }
+
+    fn accepts(&self, key: &str) -> bool {
+        if key.is_empty() {
+            return false;
+        }
+        match self {
+            KeyPolicy::Any => true,
+            KeyPolicy::AllowList(keys) => keys.iter().fold(false, |hit, k| {
+                hit | constant_time_eq(k.as_bytes(), key.as_bytes())
+            }),
+        }
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// What every connection of a shard shares.
+#[derive(Debug)]
+pub struct HttpContext {
+    /// Limits and timeouts.
+    pub settings: HttpSettings,
+    /// Accepted keys.
+    pub keys: KeyPolicy,
+    /// Every routed sink (the payload goes to each).
+    pub sinks: Vec<SinkHandle>,
+    /// Reused decode and parse buffers.
+    pub scratch: RefCell<IntakeScratch>,
+    /// Body bytes held right now on this shard.
+    pub inflight: Cell<usize>,
+    /// Set when the shard is stopping.
+    pub stop: Rc<Cell<bool>>,
+}
+
+type Resp = Response<Full<Bytes>>;
+
+fn json(status: u16, body: impl Into<Bytes>) -> Resp {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+fn error_body(msg: &str) -> String {
+    serde_json::json!({ "errors": [msg] }).to_string()
+}
+
+fn refusal(ctx: &HttpContext, st: &RefCell<ShardState>, r: HttpRefusal, msg: &str) -> Resp {
+    st.borrow_mut().counters.http.refuse(r);
+    let mut resp = json(r.status(), error_body(msg));
+    if matches!(r.status(), 429 | 503) {
+        resp.headers_mut().insert(
+            RETRY_AFTER,
+            HeaderValue::from(ctx.settings.retry_after_secs),
+        );
+    }
+    resp
+}
+
+/// The API key from `DD-API-KEY`, else from the `api_key` query parameter.
+fn api_key(req: &Request<Incoming>) -> Option<String> {
+    if let Some(v) = req.headers().get("dd-api-key") {
+        return v.to_str().ok().map(|s| s.trim().to_string());
+    }
+    let q = req.uri().query()?;
+    form_urlencoded::parse(q.as_bytes())
+        .find(|(k, _)| k == "api_key")
+        .map(|(_, v)| v.into_owned())
+}
+
+fn json_content_type(req: &Request<Incoming>) -> bool {
+    let Some(v) = req.headers().get(CONTENT_TYPE) else {
+        return true;
+    };
+    let Ok(v) = v.to_str() else {
+        return false;
+    };
+    let mime = v.split(';').next().unwrap_or("").trim();
+    mime.eq_ignore_ascii_case("application/json") || mime.eq_ignore_ascii_case("text/json")
+}
+
+/// Handles one request.
+///
+/// # Errors
+/// Never: every failure is an HTTP answer.
+pub async fn handle(
+    ctx: Rc<HttpContext>,
+    st: Rc<RefCell<ShardState>>,
+    conn_buf: Rc<RefCell<Vec<u8>>>,
+    req: Request<Incoming>,
+) -> Result<Resp, Infallible> {
+    let path = req.uri().path();
+    let endpoint = Endpoint::from_path(path);
+    let resp = match (req.method(), endpoint, path) {
+        (&Method::GET, _, "/api/v1/validate") => {
+            st.borrow_mut().counters.http.validate += 1;
+            match api_key(&req) {
+                Some(k) if ctx.keys.accepts(&k) => json(200, "{\"valid\":true}"),
+                _ => refusal(&ctx, &st, HttpRefusal::Forbidden, "Forbidden"),
+            }
+        }
+        (&Method::POST, Some(ep), _) => {
+            let started = Instant::now();
+            st.borrow_mut().counters.http.endpoint(ep).requests += 1;
+            let r = intake(&ctx, &st, &conn_buf, ep, req).await;
+            st.borrow_mut()
+                .counters
+                .http
+                .latency
+                .observe_ns(started.elapsed().as_nanos() as u64);
+            r
+        }
+        (_, Some(_), _) | (_, None, "/api/v1/validate") => refusal(
+            &ctx,
+            &st,
+            HttpRefusal::MethodNotAllowed,
+            "Method Not Allowed",
+        ),
+        _ => refusal(&ctx, &st, HttpRefusal::NotFound, "Not Found"),
+    };
+    Ok(resp)
+}
+
+/// Releases reserved in-flight bytes when dropped (also on a cancelled request).
+struct Reservation<'a> {
+    ctx: &'a HttpContext,
+    bytes: usize,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.ctx
+            .inflight
+            .set(self.ctx.inflight.get().saturating_sub(self.bytes));
+    }
+}
+
+async fn intake(
+    ctx: &HttpContext,
+    st: &RefCell<ShardState>,
+    conn_buf: &RefCell<Vec<u8>>,
+    ep: Endpoint,
+    req: Request<Incoming>,
+) -> Resp {
+    if ctx.stop.get() {
+        return refusal(ctx, st, HttpRefusal::ShuttingDown, "Shutting down");
+    }
+    let key = match api_key(&req) {
+        Some(k) if ctx.keys.accepts(&k) => k,
+        _ => return refusal(ctx, st, HttpRefusal::Forbidden, "Forbidden"),
+    };
+    if !json_content_type(&req) {
+        let ct = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("?");
+        let msg = format!("unsupported Content-Type `{ct}`: send application/json");
+        return refusal(ctx, st, HttpRefusal::UnsupportedMediaType, &msg);
+    }
+    let encoding = req
+        .headers()
+        .get(CONTENT_ENCODING)
+        .map_or(Ok(Encoding::Identity), |v| {
+            Encoding::from_header(v.to_str().unwrap_or("?"))
+        });
+    let encoding = match encoding {
+        Ok(e) => e,
+        Err(e) => return refusal(ctx, st, HttpRefusal::UnsupportedEncoding, &e.to_string()),
+    };
+    let limits = BodyLimits::for_endpoint(
+        ep,
+        ctx.settings.max_body_bytes,
+        ctx.settings.max_decompressed_bytes,
+    );
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limits.compressed as u64) {
+        let msg = format!(
+            "payload too large: more than {} bytes on the wire",
+            limits.compressed
+        );
+        return refusal(ctx, st, HttpRefusal::TooLarge, &msg);
+    }
+    // Reserve what the body may take before reading it.
+    let reserve = declared.map_or(limits.compressed, |n| n as usize);
+    if ctx.inflight.get() + reserve > ctx.settings.max_inflight_bytes {
+        return refusal(
+            ctx,
+            st,
+            HttpRefusal::Overloaded,
+            "Too many requests in progress: retry later",
+        );
+    }
+    ctx.inflight.set(ctx.inflight.get() + reserve);
+    let reservation = Reservation {
+        ctx,
+        bytes: reserve,
+    };
+    st.borrow_mut().counters.http.inflight_bytes = ctx.inflight.get() as u64;
+
+    let mut buf = std::mem::take(&mut *conn_buf.borrow_mut());
+    buf.clear();
+    let read = glommio::timer::timeout(
+        ctx.settings.read_timeout,
+        read_body(req.into_body(), &mut buf, limits.compressed),
+    )
+    .await;
+    let resp = match read {
+        Err(_) => refusal(
+            ctx,
+            st,
+            HttpRefusal::Timeout,
+            "Request timeout: the body did not arrive in time",
+        ),
+        Ok(()) if buf.len() > limits.compressed => {
+            let msg = format!(
+                "payload too large: more than {} bytes on the wire",
+                limits.compressed
+            );
+            refusal(ctx, st, HttpRefusal::TooLarge, &msg)
+        }
+        Ok(()) if buf.is_empty() => {
+            // The Agent's keep-alive: accepted, nothing to forward.
+            st.borrow_mut().counters.http.empty_bodies += 1;
+            json(202, ep.success_body())
+        }
+        Ok(()) => accept(ctx, st, ep, encoding, &mut buf, key),
+    };
+    if buf.capacity() <= 1 << 20 {
+        *conn_buf.borrow_mut() = buf;
+    }
+    drop(reservation);
+    st.borrow_mut().counters.http.inflight_bytes = ctx.inflight.get() as u64;
+    resp
+}
+
+/// Reads the body into `buf`, stopping once it passes `limit` (the caller answers 413).
+async fn read_body(
+    mut body: Incoming,
+    buf: &mut Vec<u8>,
+    limit: usize,
+) -> Result<(), glommio::GlommioError<()>> {
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
+            // The client went away or sent a broken chunk: nothing to answer to.
+            buf.clear();
+            return Ok(());
+        };
+        if let Ok(data) = frame.into_data() {
+            buf.extend_from_slice(&data);
+            if buf.len() > limit {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn accept(
+    ctx: &HttpContext,
+    st: &RefCell<ShardState>,
+    ep: Endpoint,
+    encoding: Encoding,
+    buf: &mut [u8],
+    key: String,
+) -> Resp {
+    let limits = BodyLimits::for_endpoint(
+        ep,
+        ctx.settings.max_body_bytes,
+        ctx.settings.max_decompressed_bytes,
+    );
+    let payload = {
+        let mut scratch = ctx.scratch.borrow_mut();
+        let mut s = st.borrow_mut();
+        let now = switchyard_core::telemetry::top_clock();
+        accept_body(
+            &mut scratch,
+            ep,
+            encoding,
+            buf,
+            limits,
+            Some(ApiKey::new(&key)),
+            |name, points| s.top.observe(now, name, points),
+        )
+    };
+    let payload = match payload {
+        Ok(p) => p,
+        Err(e) => {
+            let r = match &e {
+                BodyError::TooLarge { .. } => HttpRefusal::TooLarge,
+                BodyError::UnsupportedEncoding(_) => HttpRefusal::UnsupportedEncoding,
+                BodyError::Corrupt { .. } => HttpRefusal::CorruptBody,
+                BodyError::Invalid(_) => HttpRefusal::InvalidBody,
+            };
+            return refusal(ctx, st, r, &e.to_string());
+        }
+    };
+    // Every destination must take it, or none is asked to (the client retries the whole).
+    if ctx
+        .sinks
+        .iter()
+        .any(|s| s.tx.capacity().is_some_and(|c| s.tx.len() >= c))
+    {
+        return refusal(
+            ctx,
+            st,
+            HttpRefusal::QueueFull,
+            "A destination is not keeping up: retry later",
+        );
+    }
+    let (series, points, wire, decoded) = (
+        payload.series,
+        payload.points,
+        payload.wire_bytes,
+        payload.decoded_bytes,
+    );
+    let unit = Egress::Payload(Arc::new(payload));
+    let mut s = st.borrow_mut();
+    let c = &mut s.counters;
+    for (i, sink) in ctx.sinks.iter().enumerate() {
+        let Some(sc) = c.sinks.get_mut(i) else {
+            continue;
+        };
+        match sink.tx.try_send(unit.clone()) {
+            Ok(()) => {
+                sc.batches_enqueued += 1;
+                sc.values_enqueued += points;
+            }
+            Err(_) => {
+                // Another shard filled the queue since the check: counted in the ledger.
+                sc.batches_dropped_full += 1;
+                sc.values_dropped_full += points;
+                tracing::warn!(sink = %sink.name, points, "sink queue full: payload dropped");
+            }
+        }
+    }
+    let e = c.http.endpoint(ep);
+    e.payloads += 1;
+    e.series += series;
+    e.points += points;
+    e.wire_bytes += wire;
+    e.decoded_bytes += decoded;
+    json(202, ep.success_body())
+}
