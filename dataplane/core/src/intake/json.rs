@@ -2,19 +2,19 @@
 //! a tape, and field accessors whose errors name the field (`series[3].points[0]: ...`).
 //!
 //! **Why a nesting guard.** simd-json 0.15 builds its tape iteratively, but turning the tape
-//! into a DOM (`simd_json::borrowed::to_value_with_buffers`, used by
-//! [`series_v1`](super::series_v1)) and dropping that DOM both recurse once per level, and no
-//! depth limit exists: a 100 000-deep `[[[[...` body (200 KB, far under any size limit)
-//! aborts the whole process with a stack overflow, even in a release build on an 8 MiB main
-//! thread stack. [`check_depth`] rejects such bodies first, in one pass that skips the bytes
-//! of strings (honouring backslash escapes) so brackets inside strings do not count.
+//! into a DOM (`simd_json::borrowed::to_value_with_buffers`) and dropping that DOM both
+//! recurse once per level, and no depth limit exists: a 100 000-deep `[[[[...` body (200 KB,
+//! far under any size limit) aborts the whole process with a stack overflow, even in a
+//! release build on an 8 MiB main thread stack. [`check_depth`] rejects such bodies first, in
+//! one pass that skips the bytes of strings (honouring backslash escapes) so brackets inside
+//! strings do not count.
 //!
-//! The parsers added with this module ([`series_v2`](super::series_v2),
+//! Every intake parser ([`series_v1`](super::series_v1), [`series_v2`](super::series_v2),
 //! [`check_run`](super::check_run), [`events`](super::events),
-//! [`distribution_points`](super::distribution_points)) read the tape directly (a flat
+//! [`distribution_points`](super::distribution_points)) reads the tape directly (a flat
 //! `Vec` of nodes that views walk without recursion or allocation), so a request costs one
-//! tape allocation and no allocation per series; they apply the guard as well, so every
-//! entry point has the same limit.
+//! tape allocation and no allocation per series; each applies the guard, so every entry
+//! point has the same limit (a DOM is never built, but the guard also bounds the tape walk).
 
 use super::BodyError;
 use simd_json::prelude::*;
