@@ -5,11 +5,12 @@
 //! names from the config).
 
 mod http;
+mod sinks;
 
 use std::fmt::Write;
 use switchyard_core::statsd::LineError;
 use switchyard_core::telemetry::Telemetry;
-use switchyard_sinks::{DropReason, RequestOutcome, SinkProbe, SinkStats, LATENCY_BUCKETS};
+use switchyard_sinks::SinkProbe;
 
 struct Out(String);
 
@@ -42,7 +43,7 @@ impl Out {
 }
 
 /// Renders every metric.
-pub fn render(t: &Telemetry, sinks: &[SinkProbe]) -> String {
+pub fn render(t: &Telemetry, sink_probes: &[SinkProbe]) -> String {
     let total = t.total();
     let s = &total.statsd;
     let f = &total.flush;
@@ -195,209 +196,6 @@ pub fn render(t: &Telemetry, sinks: &[SinkProbe]) -> String {
     );
     http::render(&mut o, &total.http);
 
-    o.family(
-        "switchyard_sink_enqueued_values_total",
-        "counter",
-        "Values handed to a sink's queue.",
-    );
-    for (i, p) in sinks.iter().enumerate() {
-        let v = total.sinks.get(i).map_or(0, |c| c.values_enqueued);
-        o.value(
-            "switchyard_sink_enqueued_values_total",
-            &[("sink", &p.name)],
-            v as f64,
-        );
-    }
-    o.family(
-        "switchyard_sink_enqueued_batches_total",
-        "counter",
-        "Batches handed to a sink's queue.",
-    );
-    for (i, p) in sinks.iter().enumerate() {
-        let v = total.sinks.get(i).map_or(0, |c| c.batches_enqueued);
-        o.value(
-            "switchyard_sink_enqueued_batches_total",
-            &[("sink", &p.name)],
-            v as f64,
-        );
-    }
-    o.family(
-        "switchyard_sink_received_total",
-        "counter",
-        "Queue items a sink took: statsd batches and HTTP intake payloads.",
-    );
-    for p in sinks {
-        for (kind, c) in [("batch", &p.stats.batches), ("payload", &p.stats.payloads)] {
-            o.value(
-                "switchyard_sink_received_total",
-                &[("sink", &p.name), ("kind", kind)],
-                SinkStats::get(c) as f64,
-            );
-        }
-    }
-    o.family(
-        "switchyard_sink_received_values_total",
-        "counter",
-        "Values (points) a sink took off its queue.",
-    );
-    for p in sinks {
-        o.value(
-            "switchyard_sink_received_values_total",
-            &[("sink", &p.name)],
-            SinkStats::get(&p.stats.values_received) as f64,
-        );
-    }
-    o.family(
-        "switchyard_sink_received_series_total",
-        "counter",
-        "Series (checks, events) a sink took off its queue.",
-    );
-    for p in sinks {
-        o.value(
-            "switchyard_sink_received_series_total",
-            &[("sink", &p.name)],
-            SinkStats::get(&p.stats.series_received) as f64,
-        );
-    }
-    o.family(
-        "switchyard_sink_delivered_values_total",
-        "counter",
-        "Values a sink delivered.",
-    );
-    for p in sinks {
-        o.value(
-            "switchyard_sink_delivered_values_total",
-            &[("sink", &p.name)],
-            SinkStats::get(&p.stats.values_delivered) as f64,
-        );
-    }
-    o.family(
-        "switchyard_sink_dropped_values_total",
-        "counter",
-        "Values dropped on the way to a sink, by reason.",
-    );
-    for (i, p) in sinks.iter().enumerate() {
-        let full = total.sinks.get(i).map_or(0, |c| c.values_dropped_full);
-        o.value(
-            "switchyard_sink_dropped_values_total",
-            &[("sink", &p.name), ("reason", "queue_full")],
-            full as f64,
-        );
-        for r in DropReason::ALL {
-            let v = p
-                .stats
-                .values_dropped
-                .get(r as usize)
-                .map_or(0, SinkStats::get);
-            o.value(
-                "switchyard_sink_dropped_values_total",
-                &[("sink", &p.name), ("reason", r.as_str())],
-                v as f64,
-            );
-        }
-    }
-    o.family(
-        "switchyard_sink_requests_total",
-        "counter",
-        "HTTP request attempts by outcome: success (2xx), retryable (5xx, 408, 429), rejected (other statuses, not retried), error (no response).",
-    );
-    for p in sinks {
-        for r in RequestOutcome::ALL {
-            o.value(
-                "switchyard_sink_requests_total",
-                &[("sink", &p.name), ("outcome", r.as_str())],
-                p.stats.requests(r) as f64,
-            );
-        }
-    }
-    o.family(
-        "switchyard_sink_request_duration_seconds",
-        "histogram",
-        "HTTP request attempt latency, response included.",
-    );
-    for p in sinks {
-        let cum = p.stats.latency.cumulative();
-        let les = LATENCY_BUCKETS
-            .iter()
-            .map(|b| b.to_string())
-            .chain(std::iter::once("+Inf".to_string()));
-        for (le, v) in les.zip(cum) {
-            o.value(
-                "switchyard_sink_request_duration_seconds_bucket",
-                &[("sink", &p.name), ("le", &le)],
-                v as f64,
-            );
-        }
-        o.value(
-            "switchyard_sink_request_duration_seconds_sum",
-            &[("sink", &p.name)],
-            SinkStats::get(&p.stats.latency.sum_micros) as f64 / 1e6,
-        );
-        o.value(
-            "switchyard_sink_request_duration_seconds_count",
-            &[("sink", &p.name)],
-            SinkStats::get(&p.stats.latency.count) as f64,
-        );
-    }
-    o.family(
-        "switchyard_sink_uncompressed_bytes_total",
-        "counter",
-        "Bytes of delivered bodies before compression (with switchyard_sink_bytes_total: the compression ratio).",
-    );
-    for p in sinks {
-        o.value(
-            "switchyard_sink_uncompressed_bytes_total",
-            &[("sink", &p.name)],
-            SinkStats::get(&p.stats.bytes_uncompressed) as f64,
-        );
-    }
-    o.family(
-        "switchyard_sink_bytes_total",
-        "counter",
-        "Bytes a sink delivered after compression (on the wire, or written).",
-    );
-    for p in sinks {
-        o.value(
-            "switchyard_sink_bytes_total",
-            &[("sink", &p.name)],
-            SinkStats::get(&p.stats.bytes) as f64,
-        );
-    }
-    o.family(
-        "switchyard_sink_retries_total",
-        "counter",
-        "Delivery retries.",
-    );
-    for p in sinks {
-        o.value(
-            "switchyard_sink_retries_total",
-            &[("sink", &p.name)],
-            SinkStats::get(&p.stats.retries) as f64,
-        );
-    }
-    o.family(
-        "switchyard_sink_queue_depth_batches",
-        "gauge",
-        "Items (batches and payloads) waiting in a sink's queue.",
-    );
-    for p in sinks {
-        o.value(
-            "switchyard_sink_queue_depth_batches",
-            &[("sink", &p.name)],
-            p.queue_depth() as f64,
-        );
-    }
-    o.family(
-        "switchyard_sink_queue_capacity_batches",
-        "gauge",
-        "Capacity of a sink's queue, in items.",
-    );
-    for p in sinks {
-        o.value(
-            "switchyard_sink_queue_capacity_batches",
-            &[("sink", &p.name)],
-            p.queue_capacity() as f64,
-        );
-    }
+    sinks::render(&mut o, &total, sink_probes);
     o.0
 }

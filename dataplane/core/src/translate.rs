@@ -149,6 +149,40 @@ pub struct DdSeries<'a> {
     pub points: &'a [[Option<f64>; 2]],
 }
 
+/// An owned copy of a [`DdSeries`], for tests, logs and tools that outlive the parse buffer
+/// (never on the hot path).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OwnedDdSeries {
+    /// `metric`
+    pub metric: String,
+    /// `type`
+    pub kind: Option<String>,
+    /// `interval`
+    pub interval: Option<f64>,
+    /// `host`
+    pub host: Option<String>,
+    /// `device`
+    pub device: Option<String>,
+    /// `tags`
+    pub tags: Vec<String>,
+    /// `points`
+    pub points: Vec<[Option<f64>; 2]>,
+}
+
+impl From<&DdSeries<'_>> for OwnedDdSeries {
+    fn from(s: &DdSeries<'_>) -> Self {
+        Self {
+            metric: s.metric.into(),
+            kind: s.kind.map(Into::into),
+            interval: s.interval,
+            host: s.host.map(Into::into),
+            device: s.device.map(Into::into),
+            tags: s.tags.iter().map(|t| (*t).to_string()).collect(),
+            points: s.points.to_vec(),
+        }
+    }
+}
+
 /// One datapoint ready to encode.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Datapoint {

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use switchyard_core::intake::check_run::{self, CheckStatus};
 use switchyard_core::intake::decompress::{BodyDecoder, Encoding};
 use switchyard_core::intake::{distribution_points, events, series_v1, series_v2, BodyError};
-use switchyard_core::translate::{DdSeries, TranslateConfig, Translator};
+use switchyard_core::translate::{TranslateConfig, Translator};
 
 const CAPTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/captures");
 
@@ -34,30 +34,7 @@ fn header<'a>(headers: &'a str, name: &str) -> Option<&'a str> {
 }
 
 /// An owned copy of what a parser handed out, to compare.
-#[derive(Debug, PartialEq)]
-struct Series {
-    metric: String,
-    kind: Option<String>,
-    interval: Option<f64>,
-    host: Option<String>,
-    device: Option<String>,
-    tags: Vec<String>,
-    points: Vec<[Option<f64>; 2]>,
-}
-
-impl From<&DdSeries<'_>> for Series {
-    fn from(s: &DdSeries<'_>) -> Self {
-        Series {
-            metric: s.metric.into(),
-            kind: s.kind.map(Into::into),
-            interval: s.interval,
-            host: s.host.map(Into::into),
-            device: s.device.map(Into::into),
-            tags: s.tags.iter().map(|t| t.to_string()).collect(),
-            points: s.points.to_vec(),
-        }
-    }
-}
+use switchyard_core::translate::OwnedDdSeries as Series;
 
 fn v2(body: &mut [u8]) -> Vec<Series> {
     let mut out = Vec::new();

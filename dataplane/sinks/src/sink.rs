@@ -17,8 +17,9 @@ use crate::SinkError;
 use switchyard_core::config::{SinkConfig, SinkKind};
 use switchyard_core::egress::{Egress, Endpoint, IntakePayload};
 use switchyard_core::encode::datadog_series;
-use switchyard_core::intake::series_v1;
+use switchyard_core::intake::{series_v1, series_v2};
 use switchyard_core::model::SeriesBatch;
+use switchyard_core::translate::DdSeries;
 
 /// What a sink accepts per delivery call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,30 +181,39 @@ impl AnySink {
         }
     }
 
-    /// File and stdout: a v1 series payload is written as its series, one v1 object per
-    /// line (the sinks' NDJSON format); other endpoints are `unsupported`.
+    /// File and stdout: a v1 or v2 series payload is written as its series, one v1 object
+    /// per line (the sinks' NDJSON format); other endpoints are `unsupported`.
     fn write_payload(&mut self, p: &IntakePayload, ctx: &Ctx<'_>) {
         let (scratch, buf) = match self {
             AnySink::File(s) => (&mut s.scratch, &mut s.buf),
             AnySink::Stdout(s) => (&mut s.scratch, &mut s.buf),
             _ => return,
         };
-        if p.endpoint != Endpoint::SeriesV1 {
-            return ctx.drop_once_logged(
-                DropReason::Unsupported,
-                p.points,
-                &format!(
-                    "{} payloads are not written by file or stdout sinks",
-                    p.endpoint.label()
-                ),
-            );
-        }
+        let v2 = match p.endpoint {
+            Endpoint::SeriesV1 => false,
+            Endpoint::SeriesV2 => true,
+            _ => {
+                return ctx.drop_once_logged(
+                    DropReason::Unsupported,
+                    p.points,
+                    &format!(
+                        "{} payloads are not written by file or stdout sinks",
+                        p.endpoint.label()
+                    ),
+                )
+            }
+        };
         buf.clear();
         let parsed = scratch.load_payload(p).and_then(|(body, buffers)| {
-            series_v1::for_each_series(body, buffers, |s| datadog_series::write_dd_series(buf, s))
+            let write = |s: &DdSeries<'_>| datadog_series::write_dd_series(buf, s);
+            if v2 {
+                series_v2::for_each_series(body, buffers, write)
+            } else {
+                series_v1::for_each_series(body, buffers, write)
+            }
         });
         if let Err(e) = parsed {
-            tracing::error!(sink = ctx.name, error = %e, "invalid v1 payload: dropping it");
+            tracing::error!(sink = ctx.name, error = %e, "invalid series payload: dropping it");
             ctx.stats.drop_values(DropReason::Fatal, p.points);
             return;
         }

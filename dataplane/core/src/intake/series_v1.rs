@@ -112,32 +112,13 @@ pub fn for_each_series(
 mod tests {
     use super::*;
 
-    #[derive(Debug, PartialEq)]
-    struct Seen {
-        metric: String,
-        kind: Option<String>,
-        interval: Option<f64>,
-        host: Option<String>,
-        device: Option<String>,
-        tags: Vec<String>,
-        points: Vec<[Option<f64>; 2]>,
-    }
+    use crate::translate::OwnedDdSeries as Seen;
 
     fn parse(json: &str) -> Result<Vec<Seen>, BodyError> {
         let mut body = json.as_bytes().to_vec();
         let mut buffers = simd_json::Buffers::default();
         let mut seen = Vec::new();
-        for_each_series(&mut body, &mut buffers, |s| {
-            seen.push(Seen {
-                metric: s.metric.into(),
-                kind: s.kind.map(Into::into),
-                interval: s.interval,
-                host: s.host.map(Into::into),
-                device: s.device.map(Into::into),
-                tags: s.tags.iter().map(|t| t.to_string()).collect(),
-                points: s.points.to_vec(),
-            })
-        })?;
+        for_each_series(&mut body, &mut buffers, |s| seen.push(Seen::from(s)))?;
         Ok(seen)
     }
 

@@ -3,7 +3,7 @@
 //! API key rules, the body caps (a decompression bomb gets 413), push-back (429 and 408),
 //! each counted in `/metrics`.
 
-use super::harness::{gzip, http_post, http_raw, read_responses, Instance, Options};
+use super::harness::{self, gzip, http_post, http_raw, read_responses, Instance, Options};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
@@ -32,6 +32,9 @@ fn intake_answers_like_the_vendor_on_every_error_path() {
     );
     assert_eq!((ok.status, ok.body.as_str()), (202, "{\"status\":\"ok\"}"));
     // The key from the query string, as gostatsd sends it.
+    let v2 = b"{\"series\":[{\"metric\":\"v2.m\",\"type\":3,\"points\":[{\"timestamp\":1700000000,\"value\":2.5}],\"resources\":[{\"type\":\"host\",\"name\":\"web-9\"}],\"tags\":[\"env:test\"]}]}";
+    let r = http_post(p, "/api/v2/series", &[KEY, JSON], v2);
+    assert_eq!((r.status, r.body.as_str()), (202, "{\"errors\":[]}"));
     let q = http_post(
         p,
         "/api/v1/series?api_key=k2",
@@ -145,6 +148,13 @@ fn intake_answers_like_the_vendor_on_every_error_path() {
         names.contains(&"a.b") && names.contains(&"a.c"),
         "{names:?}"
     );
+    // The v2 payload is written as a v1 series object, host from its resources.
+    let v2 = harness::series(&all, "v2.m", &["env:test"]);
+    assert_eq!(
+        (v2["host"].as_str(), v2["type"].as_str()),
+        (Some("web-9"), Some("gauge"))
+    );
+    assert_eq!(v2["points"][0][1], 2.5);
 }
 
 #[test]

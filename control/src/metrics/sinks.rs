@@ -1,0 +1,173 @@
+//! The sinks' metrics (`switchyard_sink_*`, label `sink`): what the shards enqueued (their
+//! counters) and what each sink took, delivered, dropped by reason and how its requests went
+//! (the sink's own atomics).
+
+use super::Out;
+use switchyard_core::telemetry::ShardCounters;
+use switchyard_sinks::{DropReason, RequestOutcome, SinkProbe, SinkStats, LATENCY_BUCKETS};
+
+type PerSink = fn(&SinkProbe) -> f64;
+
+/// Families with one value per sink, read from the sink itself.
+const PER_SINK: [(&str, &str, &str, PerSink); 8] = [
+    (
+        "switchyard_sink_received_values_total",
+        "counter",
+        "Values (points) a sink took off its queue.",
+        |p| SinkStats::get(&p.stats.values_received) as f64,
+    ),
+    (
+        "switchyard_sink_received_series_total",
+        "counter",
+        "Series (checks, events) a sink took off its queue.",
+        |p| SinkStats::get(&p.stats.series_received) as f64,
+    ),
+    (
+        "switchyard_sink_delivered_values_total",
+        "counter",
+        "Values a sink delivered.",
+        |p| SinkStats::get(&p.stats.values_delivered) as f64,
+    ),
+    (
+        "switchyard_sink_uncompressed_bytes_total",
+        "counter",
+        "Bytes of delivered bodies before compression (with switchyard_sink_bytes_total: the compression ratio).",
+        |p| SinkStats::get(&p.stats.bytes_uncompressed) as f64,
+    ),
+    (
+        "switchyard_sink_bytes_total",
+        "counter",
+        "Bytes a sink delivered after compression (on the wire, or written).",
+        |p| SinkStats::get(&p.stats.bytes) as f64,
+    ),
+    (
+        "switchyard_sink_retries_total",
+        "counter",
+        "Delivery retries.",
+        |p| SinkStats::get(&p.stats.retries) as f64,
+    ),
+    (
+        "switchyard_sink_queue_depth_batches",
+        "gauge",
+        "Items (batches and payloads) waiting in a sink's queue.",
+        |p| p.queue_depth() as f64,
+    ),
+    (
+        "switchyard_sink_queue_capacity_batches",
+        "gauge",
+        "Capacity of a sink's queue, in items.",
+        |p| p.queue_capacity() as f64,
+    ),
+];
+
+/// Renders every sink family.
+pub(super) fn render(o: &mut Out, total: &ShardCounters, sinks: &[SinkProbe]) {
+    type Enqueued = fn(&switchyard_core::telemetry::SinkEnqueueCounters) -> u64;
+    let enqueued: [(&str, &str, Enqueued); 2] = [
+        (
+            "switchyard_sink_enqueued_values_total",
+            "Values handed to a sink's queue.",
+            |c| c.values_enqueued,
+        ),
+        (
+            "switchyard_sink_enqueued_batches_total",
+            "Items (statsd batches, HTTP payloads) handed to a sink's queue.",
+            |c| c.batches_enqueued,
+        ),
+    ];
+    for (name, help, field) in enqueued {
+        o.family(name, "counter", help);
+        for (i, p) in sinks.iter().enumerate() {
+            let v = total.sinks.get(i).map_or(0, field);
+            o.value(name, &[("sink", &p.name)], v as f64);
+        }
+    }
+    for (name, kind, help, value) in PER_SINK {
+        o.family(name, kind, help);
+        for p in sinks {
+            o.value(name, &[("sink", &p.name)], value(p));
+        }
+    }
+    o.family(
+        "switchyard_sink_received_total",
+        "counter",
+        "Queue items a sink took: statsd batches and HTTP intake payloads.",
+    );
+    for p in sinks {
+        for (kind, c) in [("batch", &p.stats.batches), ("payload", &p.stats.payloads)] {
+            o.value(
+                "switchyard_sink_received_total",
+                &[("sink", &p.name), ("kind", kind)],
+                SinkStats::get(c) as f64,
+            );
+        }
+    }
+    o.family(
+        "switchyard_sink_dropped_values_total",
+        "counter",
+        "Values dropped on the way to a sink, by reason.",
+    );
+    for (i, p) in sinks.iter().enumerate() {
+        let full = total.sinks.get(i).map_or(0, |c| c.values_dropped_full);
+        o.value(
+            "switchyard_sink_dropped_values_total",
+            &[("sink", &p.name), ("reason", "queue_full")],
+            full as f64,
+        );
+        for r in DropReason::ALL {
+            let v = p
+                .stats
+                .values_dropped
+                .get(r as usize)
+                .map_or(0, SinkStats::get);
+            o.value(
+                "switchyard_sink_dropped_values_total",
+                &[("sink", &p.name), ("reason", r.as_str())],
+                v as f64,
+            );
+        }
+    }
+    o.family(
+        "switchyard_sink_requests_total",
+        "counter",
+        "HTTP request attempts by outcome: success (2xx), retryable (5xx, 408, 429), rejected (other statuses, not retried), error (no response).",
+    );
+    for p in sinks {
+        for r in RequestOutcome::ALL {
+            o.value(
+                "switchyard_sink_requests_total",
+                &[("sink", &p.name), ("outcome", r.as_str())],
+                p.stats.requests(r) as f64,
+            );
+        }
+    }
+    let h = "switchyard_sink_request_duration_seconds";
+    o.family(
+        h,
+        "histogram",
+        "HTTP request attempt latency, response included.",
+    );
+    for p in sinks {
+        let les = LATENCY_BUCKETS
+            .iter()
+            .map(|b| b.to_string())
+            .chain(std::iter::once("+Inf".to_string()));
+        for (le, v) in les.zip(p.stats.latency.cumulative()) {
+            o.value(
+                &format!("{h}_bucket"),
+                &[("sink", &p.name), ("le", &le)],
+                v as f64,
+            );
+        }
+        o.value(
+            &format!("{h}_sum"),
+            &[("sink", &p.name)],
+            SinkStats::get(&p.stats.latency.sum_micros) as f64 / 1e6,
+        );
+        o.value(
+            &format!("{h}_count"),
+            &[("sink", &p.name)],
+            SinkStats::get(&p.stats.latency.count) as f64,
+        );
+    }
+}
