@@ -316,19 +316,25 @@ async fn intake(
             HttpRefusal::Timeout,
             "Request timeout: the body did not arrive in time",
         ),
-        Ok(()) if buf.len() > limits.compressed => {
+        Ok(BodyRead::Broken) => refusal(
+            ctx,
+            st,
+            HttpRefusal::BodyRead,
+            "The request body could not be read (connection closed or a malformed chunk)",
+        ),
+        Ok(BodyRead::TooLarge) => {
             let msg = format!(
                 "payload too large: more than {} bytes on the wire",
                 limits.compressed
             );
             refusal(ctx, st, HttpRefusal::TooLarge, &msg)
         }
-        Ok(()) if buf.is_empty() => {
+        Ok(BodyRead::Complete) if buf.is_empty() => {
             // The Agent's keep-alive: accepted, nothing to forward.
             st.borrow_mut().counters.http.empty_bodies += 1;
             json(202, ep.success_body())
         }
-        Ok(()) => accept(ctx, st, ep, encoding, &mut buf, key),
+        Ok(BodyRead::Complete) => accept(ctx, st, ep, encoding, &mut buf, key),
     };
     if buf.capacity() <= 1 << 20 {
         *conn_buf.borrow_mut() = buf;
@@ -338,26 +344,34 @@ async fn intake(
     resp
 }
 
-/// Reads the body into `buf`, stopping once it passes `limit` (the caller answers 413).
+/// How a body read ended.
+enum BodyRead {
+    /// All of it, within the limit.
+    Complete,
+    /// More than the limit (reading stopped there).
+    TooLarge,
+    /// The client went away or sent a broken chunk.
+    Broken,
+}
+
+/// Reads the body into `buf`, stopping once it passes `limit`.
 async fn read_body(
     mut body: Incoming,
     buf: &mut Vec<u8>,
     limit: usize,
-) -> Result<(), glommio::GlommioError<()>> {
+) -> Result<BodyRead, glommio::GlommioError<()>> {
     while let Some(frame) = body.frame().await {
         let Ok(frame) = frame else {
-            // The client went away or sent a broken chunk: nothing to answer to.
-            buf.clear();
-            return Ok(());
+            return Ok(BodyRead::Broken);
         };
         if let Ok(data) = frame.into_data() {
             buf.extend_from_slice(&data);
             if buf.len() > limit {
-                return Ok(());
+                return Ok(BodyRead::TooLarge);
             }
         }
     }
-    Ok(())
+    Ok(BodyRead::Complete)
 }
 
 fn accept(
@@ -419,26 +433,40 @@ fn accept(
         payload.decoded_bytes,
     );
     let unit = Egress::Payload(Arc::new(payload));
-    let mut s = st.borrow_mut();
-    let c = &mut s.counters;
-    for (i, sink) in ctx.sinks.iter().enumerate() {
-        let Some(sc) = c.sinks.get_mut(i) else {
-            continue;
-        };
-        match sink.tx.try_send(unit.clone()) {
-            Ok(()) => {
-                sc.batches_enqueued += 1;
-                sc.values_enqueued += points;
-            }
-            Err(_) => {
-                // Another shard filled the queue since the check: counted in the ledger.
-                sc.batches_dropped_full += 1;
-                sc.values_dropped_full += points;
-                tracing::warn!(sink = %sink.name, points, "sink queue full: payload dropped");
+    let mut all_taken = true;
+    {
+        let mut s = st.borrow_mut();
+        for (i, sink) in ctx.sinks.iter().enumerate() {
+            let Some(sc) = s.counters.sinks.get_mut(i) else {
+                continue;
+            };
+            match sink.tx.try_send(unit.clone()) {
+                Ok(()) => {
+                    sc.batches_enqueued += 1;
+                    sc.values_enqueued += points;
+                }
+                Err(_) => {
+                    // Another shard filled the queue since the check. Counted in the ledger;
+                    // the client is told 503 and retries (the sinks that took it may then
+                    // see it twice: at-least-once).
+                    sc.batches_dropped_full += 1;
+                    sc.values_dropped_full += points;
+                    all_taken = false;
+                    tracing::warn!(sink = %sink.name, points, "sink queue full: payload refused");
+                }
             }
         }
     }
-    let e = c.http.endpoint(ep);
+    if !all_taken {
+        return refusal(
+            ctx,
+            st,
+            HttpRefusal::QueueFull,
+            "A destination is not keeping up: retry later",
+        );
+    }
+    let mut s = st.borrow_mut();
+    let e = s.counters.http.endpoint(ep);
     e.payloads += 1;
     e.series += series;
     e.points += points;

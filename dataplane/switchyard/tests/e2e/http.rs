@@ -105,6 +105,22 @@ fn intake_answers_like_the_vendor_on_every_error_path() {
         &bomb,
     );
     assert_eq!(r.status, 413, "{}", r.body);
+    // A malformed chunk is a body that could not be read: never taken for an empty body.
+    // hyper fails the connection, so the 400 may not reach the client; it is counted.
+    let mut c = TcpStream::connect(("127.0.0.1", p)).unwrap();
+    c.write_all(
+        format!("POST /api/v1/series HTTP/1.1\r\nHost: x\r\n{KEY}\r\n{JSON}\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{{}}\r\n0\r\n\r\n").as_bytes(),
+    )
+    .unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut got = Vec::new();
+    #[allow(clippy::disallowed_methods)] // capped by `take`
+    let _ = (&mut c).take(1 << 16).read_to_end(&mut got);
+    assert!(
+        got.is_empty() || got.starts_with(b"HTTP/1.1 400"),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
     // An empty body is the Agent's keep-alive: 202, nothing forwarded.
     let r = http_post(p, "/api/v2/series", &[KEY, JSON], b"");
     assert_eq!((r.status, r.body.as_str()), (202, "{\"errors\":[]}"));
@@ -137,6 +153,7 @@ fn intake_answers_like_the_vendor_on_every_error_path() {
     assert_eq!(m("invalid_body", 400), 2.0);
     assert_eq!(m("corrupt_body", 400), 1.0);
     assert_eq!(m("too_large", 413), 2.0);
+    assert_eq!(m("body_read", 400), 1.0);
     assert_eq!(sy.metric("switchyard_http_empty_bodies_total"), 1.0);
     assert_eq!(
         sy.metric("switchyard_http_points_total{endpoint=\"series_v1\"}"),
