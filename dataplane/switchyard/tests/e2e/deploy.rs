@@ -76,5 +76,15 @@ fn install_script_lays_out_files_under_a_root() {
     ] {
         assert!(root.join(f).exists(), "{f} missing");
     }
+    // The environment file holds the vendor keys: not world-readable.
+    use std::os::unix::fs::PermissionsExt;
+    for f in ["etc/default/switchyard", "etc/switchyard/switchyard.toml"] {
+        let mode = std::fs::metadata(root.join(f))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o640, "{f}: {mode:o}");
+    }
     let _ = std::fs::remove_dir_all(root);
 }
