@@ -9,7 +9,19 @@ use switchyard_sinks::{DropReason, RequestOutcome, SinkProbe, SinkStats, LATENCY
 type PerSink = fn(&SinkProbe) -> f64;
 
 /// Families with one value per sink, read from the sink itself.
-const PER_SINK: [(&str, &str, &str, PerSink); 8] = [
+const PER_SINK: [(&str, &str, &str, PerSink); 10] = [
+    (
+        "switchyard_sink_queue_bytes",
+        "gauge",
+        "Bytes of HTTP payload bodies queued for a sink or being delivered.",
+        |p| SinkStats::get(&p.stats.queued_bytes) as f64,
+    ),
+    (
+        "switchyard_sink_queue_max_bytes",
+        "gauge",
+        "queue_max_bytes: past it the intake answers 503.",
+        |p| p.queue_max_bytes as f64,
+    ),
     (
         "switchyard_sink_received_values_total",
         "counter",

@@ -262,6 +262,12 @@ pub struct SinkConfig {
     /// Queue capacity in batches.
     #[serde(default = "default_queue_batches")]
     pub queue_batches: usize,
+    /// Bytes of HTTP payload bodies (as stored: compressed when they arrived compressed)
+    /// queued for this sink at most, counting the ones being delivered; past it the intake
+    /// answers 503 with `Retry-After`. A single larger payload is taken when nothing is
+    /// queued, so it can never be refused forever.
+    #[serde(default = "default_queue_max_bytes")]
+    pub queue_max_bytes: u64,
     /// Base URL of the vendor (`datadog` and `signalfx` sinks), such as
     /// `https://api.datadoghq.com` or `https://ingest.us1.signalfx.com`. The API path
     /// (`/api/v1/series`, `/v2/datapoint`, ...) is appended.
@@ -310,6 +316,10 @@ pub struct SinkConfig {
 
 fn default_queue_batches() -> usize {
     64
+}
+
+fn default_queue_max_bytes() -> u64 {
+    256 << 20
 }
 
 fn default_compression_level() -> u8 {
@@ -684,6 +694,12 @@ impl Config {
             );
         }
         for (name, s) in &self.sinks {
+            if s.queue_max_bytes == 0 {
+                return err(
+                    format!("sinks.{name}.queue_max_bytes"),
+                    "must be greater than 0".into(),
+                );
+            }
             if s.queue_batches == 0 {
                 return err(
                     format!("sinks.{name}.queue_batches"),

@@ -72,6 +72,30 @@ pub struct SinkHandle {
     pub tx: Sender<Egress>,
     /// The sink's counters.
     pub stats: Arc<SinkStats>,
+    /// Most payload body bytes queued at once (`queue_max_bytes`).
+    pub queue_max_bytes: u64,
+}
+
+impl SinkHandle {
+    /// Reserves room for a payload of `bytes` bytes: false (nothing reserved) when the queue
+    /// is full in items or in bytes. A reservation is released by the worker that handles
+    /// the payload, or by [`SinkHandle::release`] if the enqueue then fails.
+    pub fn reserve(&self, bytes: u64) -> bool {
+        if self.tx.capacity().is_some_and(|c| self.tx.len() >= c) {
+            return false;
+        }
+        let before = self.stats.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
+        if before.saturating_add(bytes) > self.queue_max_bytes && before > 0 {
+            self.release(bytes);
+            return false;
+        }
+        true
+    }
+
+    /// Releases a reservation.
+    pub fn release(&self, bytes: u64) {
+        self.stats.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+    }
 }
 
 /// The read-only view of a sink for the control plane (holds no sender, so it never keeps
@@ -82,6 +106,8 @@ pub struct SinkProbe {
     pub name: String,
     /// The sink's counters.
     pub stats: Arc<SinkStats>,
+    /// `queue_max_bytes`.
+    pub queue_max_bytes: u64,
     rx: Receiver<Egress>,
 }
 
@@ -164,12 +190,14 @@ pub fn spawn_sinks_with(
         rt.probes.push(SinkProbe {
             name: name.to_string(),
             stats: stats.clone(),
+            queue_max_bytes: sc.queue_max_bytes,
             rx,
         });
         rt.handles.push(SinkHandle {
             name: name.to_string(),
             tx,
             stats,
+            queue_max_bytes: sc.queue_max_bytes,
         });
     }
     Ok(rt)
@@ -265,6 +293,11 @@ impl Worker {
                 }
             }
             sink.handle(&item, &ctx);
+            if let Egress::Payload(p) = &item {
+                self.stats
+                    .queued_bytes
+                    .fetch_sub(p.body.bytes.len() as u64, Ordering::Relaxed);
+            }
             if self.rx.is_empty() {
                 let _ = sink.flush();
             }

@@ -159,6 +159,9 @@ pub struct SinkStats {
     pub requests: [AtomicU64; RequestOutcome::ALL.len()],
     /// HTTP request latency (every attempt, including failed ones).
     pub latency: LatencyHistogram,
+    /// Bytes of payload bodies in the queue or being handled (a gauge: the shards add when
+    /// they enqueue, the workers subtract when done).
+    pub queued_bytes: AtomicU64,
     /// One-time log guards (by [`DropReason`] slot).
     pub(crate) logged: [AtomicBool; DropReason::ALL.len()],
 }

@@ -413,12 +413,20 @@ fn accept(
             return refusal(ctx, st, r, &e.to_string());
         }
     };
-    // Every destination must take it, or none is asked to (the client retries the whole).
-    if ctx
-        .sinks
-        .iter()
-        .any(|s| s.tx.capacity().is_some_and(|c| s.tx.len() >= c))
-    {
+    // Every destination must have room (in items and in bytes), or none is asked to take
+    // it: the client retries the whole payload.
+    let stored = payload.body.bytes.len() as u64;
+    let mut reserved = 0;
+    for sink in &ctx.sinks {
+        if !sink.reserve(stored) {
+            break;
+        }
+        reserved += 1;
+    }
+    if reserved < ctx.sinks.len() {
+        for sink in ctx.sinks.iter().take(reserved) {
+            sink.release(stored);
+        }
         return refusal(
             ctx,
             st,
@@ -438,6 +446,7 @@ fn accept(
         let mut s = st.borrow_mut();
         for (i, sink) in ctx.sinks.iter().enumerate() {
             let Some(sc) = s.counters.sinks.get_mut(i) else {
+                sink.release(stored);
                 continue;
             };
             match sink.tx.try_send(unit.clone()) {
@@ -446,9 +455,10 @@ fn accept(
                     sc.values_enqueued += points;
                 }
                 Err(_) => {
-                    // Another shard filled the queue since the check. Counted in the ledger;
-                    // the client is told 503 and retries (the sinks that took it may then
-                    // see it twice: at-least-once).
+                    // Another shard filled the queue since the reservation. Counted in the
+                    // ledger; the client is told 503 and retries (the sinks that took it
+                    // may then see it twice: at-least-once).
+                    sink.release(stored);
                     sc.batches_dropped_full += 1;
                     sc.values_dropped_full += points;
                     all_taken = false;

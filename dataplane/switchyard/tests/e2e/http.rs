@@ -386,20 +386,26 @@ fn a_full_destination_queue_answers_503_and_nothing_is_enqueued_anywhere() {
         http_extra: "retry_after_secs = 3".into(),
         ..Options::default()
     });
-    let mut statuses = Vec::new();
-    let mut refused = None;
-    for i in 0..6 {
-        let r = http_post(
+    let post = |i: u32| {
+        http_post(
             sy.http,
             "/api/v1/series",
             &[KEY, JSON],
             series(&format!("q.{i}"), 1.0).as_bytes(),
-        );
-        statuses.push(r.status);
-        if r.status == 503 && refused.is_none() {
+        )
+    };
+    let mut statuses = vec![post(0).status];
+    // Once the worker has taken the first payload (in flight for 2 s), one more fits.
+    sy.wait_metric(
+        "switchyard_sink_received_total{sink=\"old\",kind=\"payload\"}",
+        1.0,
+    );
+    for i in 1..6 {
+        let r = post(i);
+        if r.status == 503 {
             assert_eq!(r.header("retry-after"), Some("3"));
-            refused = Some(i);
         }
+        statuses.push(r.status);
     }
     // One in flight, one queued, then 503 for the rest.
     assert_eq!(statuses, vec![202, 202, 503, 503, 503, 503], "{statuses:?}");
@@ -474,4 +480,45 @@ fn oversized_heads_and_connection_floods_are_bounded() {
         std::thread::sleep(Duration::from_millis(100));
     }
     sy.stop();
+}
+
+#[test]
+fn queued_payload_bytes_are_bounded_per_sink() {
+    // One worker on a vendor that takes 2 s per request, and room for ~one payload.
+    let slow = super::harness::Vendor::start("datadog", &["--delay-ms", "2000"]);
+    let sy = Instance::start(Options {
+        extra_sinks: format!(
+            "[sinks.old]\ntype = \"datadog\"\nendpoint = \"{}\"\nmax_in_flight = 1\nqueue_max_bytes = 150\n",
+            slow.url()
+        ),
+        route_to: vec!["old".into()],
+        ..Options::default()
+    });
+    let post = |i: u32| {
+        http_post(
+            sy.http,
+            "/api/v1/series",
+            &[KEY, JSON],
+            series(&format!("b.{i}"), 1.0).as_bytes(),
+        )
+        .status
+    };
+    let first = series("b.0", 1.0).len() as f64;
+    assert!(first > 75.0 && first < 150.0, "{first}");
+    assert_eq!(post(0), 202);
+    // The first payload is held (queued or in flight) until the vendor answers.
+    sy.wait_metric("switchyard_sink_queue_bytes{sink=\"old\"}", first);
+    assert_eq!((post(1), post(2)), (503, 503));
+    // Once it is delivered the room comes back.
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    while sy.metric("switchyard_sink_delivered_values_total{sink=\"old\"}") < 1.0
+        || sy.metric("switchyard_sink_queue_bytes{sink=\"old\"}") > 0.0
+    {
+        assert!(std::time::Instant::now() < until, "never delivered");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(post(3), 202);
+    sy.stop();
+    let s = slow.stats();
+    assert_eq!(s["points"], 2, "{s:#}");
 }
