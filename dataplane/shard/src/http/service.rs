@@ -133,6 +133,9 @@ pub struct HttpContext {
 
 type Resp = Response<Full<Bytes>>;
 
+/// Largest body buffer a connection keeps between requests.
+const KEEP_BUFFER_BYTES: usize = 256 << 10;
+
 fn json(status: u16, body: impl Into<Bytes>) -> Resp {
     let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -336,7 +339,9 @@ async fn intake(
         }
         Ok(BodyRead::Complete) => accept(ctx, st, ep, encoding, &mut buf, key),
     };
-    if buf.capacity() <= 1 << 20 {
+    // Keep the buffer for the connection's next request unless it grew large: idle
+    // keep-alive connections (up to max_connections) must not pin big buffers.
+    if buf.capacity() <= KEEP_BUFFER_BYTES {
         *conn_buf.borrow_mut() = buf;
     }
     drop(reservation);
