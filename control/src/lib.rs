@@ -1,33 +1,107 @@
 //! Switchyard's control plane: a small HTTP API on its own thread with a current-thread
 //! tokio runtime, bound to loopback by default.
 //!
-//! Endpoints so far: `GET /healthz` (the process is alive: 200 `ok`), `GET /metrics`
-//! (Prometheus text exposition of every counter, summed across shards when scraped; see
-//! [`metrics`]) and `GET /v1/stats/top?by=points|series&limit=N` (the heaviest metric names
-//! over a sliding window; see [`stats`]). The listener is bound before [`spawn`] returns, so a bad address fails the
-//! start instead of a background thread.
+//! Endpoints (the status code is the contract; every error body is
+//! `{"errors": ["what is wrong", ...]}`):
+//! - `GET /healthz`: the process is alive (200 `ok`).
+//! - `GET /readyz`: 200 when the dataplane reported ready (listeners bound) and every sink is
+//!   healthy, else 503; the JSON body says which part is not ready (see [`ready`]).
+//! - `GET /metrics`: Prometheus text exposition of every counter, summed across shards when
+//!   scraped (see [`metrics`]).
+//! - `GET /v1/stats`: the same series as JSON, plus each sink's accounting ledger (see
+//!   [`stats`] and [`ledger`]); `GET /v1/stats/top?by=points|series&limit=N`: the heaviest
+//!   metric names over a sliding window.
+//! - `GET /v1/routes`, `PUT /v1/routes` (`If-Match` required), `POST /v1/routes/validate`
+//!   (see [`routes`]).
+//! - `GET /v1/config`: the effective configuration, secrets redacted (see [`config_view`]).
+//!
+//! Mutating endpoints (every `PUT` and `POST`) need `Authorization: Bearer <token>` when a
+//! token is configured, and answer only on a loopback listener when none is (see [`auth`]).
+//! Request bodies are capped at [`MAX_BODY_BYTES`] (413 beyond).
+//!
+//! The listener is bound before [`spawn`] returns, so a bad address fails the start instead
+//! of a background thread.
 
+pub mod auth;
+pub mod config_view;
+pub mod ledger;
 pub mod metrics;
+pub mod ready;
+pub mod routes;
 pub mod stats;
 
-use axum::extract::State;
-use axum::http::header;
-use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use switchyard_core::config::Config;
 use switchyard_core::telemetry::Telemetry;
 use switchyard_sinks::SinkProbe;
 use tokio::sync::oneshot;
 
-/// What the control plane reads.
+/// Largest request body any endpoint accepts (413 beyond).
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// What the control plane reads and drives.
 #[derive(Debug, Clone)]
 pub struct ControlState {
     /// Counters published by the shards.
     pub telemetry: Arc<Telemetry>,
     /// Sink views.
     pub sinks: Vec<SinkProbe>,
+    /// Set by the process once the dataplane's listeners are bound (and cleared when it
+    /// starts shutting down): the first half of `GET /readyz`.
+    pub ready: Arc<AtomicBool>,
+    /// The configuration the process runs (for `GET /v1/config` and `[control]` settings).
+    pub config: Arc<Config>,
+    /// The bearer token mutating endpoints require, if one is configured.
+    pub token: Option<auth::Token>,
+    /// Whether the control listener is a loopback address (without a token, mutating
+    /// endpoints answer only then).
+    pub loopback_listener: bool,
+    /// The route tables behind `/v1/routes`.
+    pub routes: routes::Routes,
+    /// Where accepted route tables are persisted (`routes.json`, written atomically). `None`
+    /// skips persistence: there is no top-level `state_dir` setting yet.
+    pub state_dir: Option<PathBuf>,
+    /// Whether the backend's tables reach the dataplane. `false` in the binary until the
+    /// shards take route snapshots: `PUT /v1/routes` then answers 501 after validating, so
+    /// nobody believes a change is live when it is not.
+    pub live_routes: bool,
+}
+
+impl ControlState {
+    /// The state for a process running `cfg` with `shards` shards: reads the token
+    /// (`[control] token_file` / `token_env`), starts not ready, and serves the config's
+    /// routes from an in-memory table ([`routes::MemoryRoutes`]) until the shards provide
+    /// their own [`routes::RouteBackend`].
+    ///
+    /// # Errors
+    /// [`ControlError::Token`] when the configured token file or variable is missing or empty.
+    pub fn new(
+        cfg: &Config,
+        telemetry: Arc<Telemetry>,
+        sinks: Vec<SinkProbe>,
+    ) -> Result<Self, ControlError> {
+        let token = auth::Token::load(&cfg.control).map_err(ControlError::Token)?;
+        let shards = telemetry.shards();
+        Ok(Self {
+            telemetry,
+            sinks,
+            ready: Arc::new(AtomicBool::new(false)),
+            config: Arc::new(cfg.clone()),
+            token,
+            loopback_listener: cfg.control_addr().ip().is_loopback(),
+            routes: routes::Routes::new(Arc::new(routes::MemoryRoutes::from_config(cfg, shards))),
+            state_dir: None,
+            live_routes: false,
+        })
+    }
 }
 
 /// Errors starting the control plane.
@@ -44,6 +118,9 @@ pub enum ControlError {
     /// The thread or runtime could not start.
     #[error("starting the control thread: {0}")]
     Runtime(std::io::Error),
+    /// The configured control token could not be read.
+    #[error("control token: {0}")]
+    Token(String),
 }
 
 /// The running control plane.
@@ -71,8 +148,17 @@ impl ControlHandle {
 pub fn router(state: ControlState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready::handler))
         .route("/metrics", get(metrics_handler))
+        .route("/v1/stats", get(stats::stats_handler))
         .route("/v1/stats/top", get(stats::top_handler))
+        .route(
+            "/v1/routes",
+            get(routes::get_handler).put(routes::put_handler),
+        )
+        .route("/v1/routes/validate", post(routes::validate_handler))
+        .route("/v1/config", get(config_view::handler))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
 
@@ -85,6 +171,11 @@ async fn metrics_handler(State(st): State<ControlState>) -> impl IntoResponse {
         )],
         body,
     )
+}
+
+/// An error response: `{"errors": [...]}` with `status`.
+pub(crate) fn errors(status: StatusCode, errors: Vec<String>) -> Response {
+    (status, Json(serde_json::json!({ "errors": errors }))).into_response()
 }
 
 /// Binds `addr` and serves the API on a new thread.

@@ -2,7 +2,8 @@
 //!
 //! Every series is rendered on each scrape, zeros included, so rates and alerts never see a
 //! counter appear out of nowhere. Label values come from bounded sets only (reasons, sink
-//! names from the config).
+//! names from the config). The series are collected once into [`Family`] values, rendered
+//! here as text and by `GET /v1/stats` as JSON ([`crate::stats`]), so both always agree.
 
 mod http;
 mod sinks;
@@ -12,42 +13,103 @@ use switchyard_core::statsd::LineError;
 use switchyard_core::telemetry::Telemetry;
 use switchyard_sinks::SinkProbe;
 
-struct Out(String);
+/// One metric family as collected: rendered as Prometheus text by [`render`] and as JSON by
+/// `GET /v1/stats`, so both always carry the same series under the same names.
+#[derive(Debug, Clone)]
+pub(crate) struct Family {
+    /// Family name (`switchyard_...`).
+    pub name: String,
+    /// `counter`, `gauge` or `histogram`.
+    pub kind: &'static str,
+    /// HELP text.
+    pub help: String,
+    /// Samples, in render order.
+    pub samples: Vec<Sample>,
+}
+
+/// One sample of a family (histograms: `_bucket`, `_sum`, `_count` names).
+#[derive(Debug, Clone)]
+pub(crate) struct Sample {
+    /// Series name.
+    pub name: String,
+    /// Label pairs.
+    pub labels: Vec<(String, String)>,
+    /// Value.
+    pub value: f64,
+}
+
+#[derive(Default)]
+struct Out(Vec<Family>);
 
 impl Out {
-    fn family(&mut self, name: &str, kind: &str, help: &str) {
-        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    fn family(&mut self, name: &str, kind: &'static str, help: &str) {
+        self.0.push(Family {
+            name: name.to_string(),
+            kind,
+            help: help.to_string(),
+            samples: Vec::new(),
+        });
     }
     fn value(&mut self, name: &str, labels: &[(&str, &str)], v: f64) {
-        self.0.push_str(name);
-        if !labels.is_empty() {
-            self.0.push('{');
-            for (i, (k, val)) in labels.iter().enumerate() {
-                if i > 0 {
-                    self.0.push(',');
-                }
-                let escaped = val
-                    .replace('\\', "\\\\")
-                    .replace('"', "\\\"")
-                    .replace('\n', "\\n");
-                let _ = write!(self.0, "{k}=\"{escaped}\"");
-            }
-            self.0.push('}');
+        let sample = Sample {
+            name: name.to_string(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+                .collect(),
+            value: v,
+        };
+        if let Some(f) = self.0.last_mut() {
+            f.samples.push(sample);
         }
-        let _ = writeln!(self.0, " {v}");
     }
-    fn one(&mut self, name: &str, kind: &str, help: &str, v: f64) {
+    fn one(&mut self, name: &str, kind: &'static str, help: &str, v: f64) {
         self.family(name, kind, help);
         self.value(name, &[], v);
     }
 }
 
+fn to_text(families: &[Family]) -> String {
+    let mut o = String::with_capacity(8192);
+    for f in families {
+        let _ = writeln!(
+            o,
+            "# HELP {} {}\n# TYPE {} {}",
+            f.name, f.help, f.name, f.kind
+        );
+        for s in &f.samples {
+            o.push_str(&s.name);
+            if !s.labels.is_empty() {
+                o.push('{');
+                for (i, (k, val)) in s.labels.iter().enumerate() {
+                    if i > 0 {
+                        o.push(',');
+                    }
+                    let escaped = val
+                        .replace('\\', "\\\\")
+                        .replace('"', "\\\"")
+                        .replace('\n', "\\n");
+                    let _ = write!(o, "{k}=\"{escaped}\"");
+                }
+                o.push('}');
+            }
+            let _ = writeln!(o, " {}", s.value);
+        }
+    }
+    o
+}
+
 /// Renders every metric.
 pub fn render(t: &Telemetry, sink_probes: &[SinkProbe]) -> String {
+    to_text(&collect(t, sink_probes))
+}
+
+/// Reads every metric family.
+pub(crate) fn collect(t: &Telemetry, sink_probes: &[SinkProbe]) -> Vec<Family> {
     let total = t.total();
     let s = &total.statsd;
     let f = &total.flush;
-    let mut o = Out(String::with_capacity(8192));
+    let mut o = Out::default();
     o.family("switchyard_build_info", "gauge", "Build information.");
     o.value(
         "switchyard_build_info",

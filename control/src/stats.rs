@@ -1,3 +1,21 @@
+//! `GET /v1/stats`: every series `GET /metrics` renders, as JSON, plus each sink's
+//! accounting ledger ([`crate::ledger`]). The series come from the same collection as the
+//! Prometheus text, so names, labels and values always agree: `metrics` maps each series
+//! name to its samples (counters and gauges summed over shards, histograms as their
+//! `_bucket`, `_sum` and `_count` series).
+//!
+//! ```json
+//! {"metrics": {
+//!    "switchyard_statsd_datagrams_total": [{"labels": {}, "value": 12}],
+//!    "switchyard_sink_dropped_values_total": [
+//!      {"labels": {"sink": "old", "reason": "queue_full"}, "value": 0}, ...], ...},
+//!  "ledger": [{"sink": "old",
+//!    "values": {"enqueued": 100, "queued": 0, "received": 100, "delivered": 80,
+//!               "in_flight": 0, "dropped": {"queue_full": 0, "retries_exhausted": 20, ...}},
+//!    "bytes": {"queued": 0, "delivered": 5120, "delivered_uncompressed": 20480},
+//!    "balanced": true, "clamped": []}]}
+//! ```
+//!
 //! `GET /v1/stats/top?by=points|series&limit=N`: the heaviest metric names over the last one
 //! to two windows (`TOP_WINDOW`, 60 s), merged over shards from bounded Space-Saving
 //! sketches. `count` is an upper bound of the true weight and `count - error` a lower bound.
@@ -14,6 +32,49 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use switchyard_core::telemetry::{TOP_CAPACITY, TOP_WINDOW};
+
+/// `GET /v1/stats`.
+pub async fn stats_handler(State(st): State<ControlState>) -> Response {
+    Json(snapshot(&st)).into_response()
+}
+
+/// The `/v1/stats` document.
+pub fn snapshot(st: &ControlState) -> serde_json::Value {
+    let ledger = crate::ledger::ledgers(&st.telemetry, &st.sinks);
+    let mut metrics = serde_json::Map::new();
+    for f in crate::metrics::collect(&st.telemetry, &st.sinks) {
+        for s in f.samples {
+            let labels: serde_json::Map<String, serde_json::Value> = s
+                .labels
+                .into_iter()
+                .map(|(k, v)| (k, serde_json::Value::String(v)))
+                .collect();
+            let entry = serde_json::json!({"labels": labels, "value": number(s.value)});
+            match metrics.entry(s.name) {
+                serde_json::map::Entry::Vacant(v) => {
+                    v.insert(serde_json::Value::Array(vec![entry]));
+                }
+                serde_json::map::Entry::Occupied(mut o) => {
+                    if let serde_json::Value::Array(a) = o.get_mut() {
+                        a.push(entry);
+                    }
+                }
+            }
+        }
+    }
+    serde_json::json!({"metrics": metrics, "ledger": ledger})
+}
+
+/// Integral values as JSON integers (counters stay exact), others as floats; non-finite as
+/// null (JSON has no NaN).
+fn number(v: f64) -> serde_json::Value {
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+    if v.fract() == 0.0 && (0.0..EXACT).contains(&v) {
+        serde_json::Value::from(v as u64)
+    } else {
+        serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, serde_json::Value::Number)
+    }
+}
 
 /// Query parameters.
 #[derive(Debug, Deserialize)]

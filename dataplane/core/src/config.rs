@@ -9,7 +9,7 @@
 mod locate;
 
 use crate::aggregate::GaugeDialect;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -42,7 +42,7 @@ impl ConfigError {
 }
 
 /// The whole configuration.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Dataplane shards.
@@ -66,7 +66,7 @@ pub struct Config {
 }
 
 /// `[shards]`
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ShardsConfig {
     /// Number of shards; 0 = one per CPU in `cpus`.
@@ -78,7 +78,7 @@ pub struct ShardsConfig {
 }
 
 /// A listener entry: a bare address or a table with per-listener settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum ListenEntry {
     /// `"udp://127.0.0.1:8125"`
@@ -88,7 +88,7 @@ pub enum ListenEntry {
 }
 
 /// A listener table.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenTable {
     /// `udp://HOST:PORT` or `unixgram:///path`.
@@ -125,7 +125,7 @@ impl std::fmt::Display for ListenAddress {
 }
 
 /// `[statsd]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StatsdConfig {
     /// Listeners.
@@ -179,7 +179,7 @@ impl Default for StatsdConfig {
 }
 
 /// `[http]`: the Datadog-compatible HTTP intake, served by every shard.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     /// `HOST:PORT` to listen on (one `SO_REUSEPORT` socket per shard); empty disables the
@@ -231,23 +231,39 @@ impl Default for HttpConfig {
 }
 
 /// `[control]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ControlConfig {
     /// Control API address.
     pub listen: String,
+    /// File holding the bearer token that mutating endpoints (`PUT /v1/routes`, `POST
+    /// /v1/routes/validate`) require; read once at start (surrounding whitespace trimmed),
+    /// and start-up fails when it is missing or empty. At most one of `token_file` and
+    /// `token_env`. Without either, mutating endpoints answer only on a loopback `listen`
+    /// (403 otherwise).
+    pub token_file: Option<PathBuf>,
+    /// Name of the environment variable holding the bearer token (start-up fails when it is
+    /// unset or empty). Secrets never go in the config file.
+    pub token_env: Option<String>,
+    /// A sink counts as unhealthy for `GET /readyz` after this many failed request attempts
+    /// in a row (no response, or a non-2xx status); its next successful request makes it
+    /// healthy again.
+    pub unhealthy_after_failures: u64,
 }
 
 impl Default for ControlConfig {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8081".into(),
+            token_file: None,
+            token_env: None,
+            unhealthy_after_failures: 5,
         }
     }
 }
 
 /// `[sinks.NAME]`
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SinkConfig {
     /// Sink type.
@@ -343,7 +359,7 @@ fn default_max_retries() -> u32 {
 }
 
 /// Request body compression.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
     /// gzip with libdeflate.
@@ -355,7 +371,7 @@ pub enum Compression {
 }
 
 /// SignalFx request body encoding.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SfxEncoding {
     /// `application/json`, `{"gauge":[...],"counter":[...]}`.
@@ -409,7 +425,7 @@ pub struct DatadogSettings {
 }
 
 /// The sink types.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SinkType {
     /// Appends to a file.
@@ -489,7 +505,7 @@ impl SinkConfig {
 }
 
 /// Output encodings.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SinkFormat {
     /// NDJSON, one Datadog v1 series object per line.
@@ -497,14 +513,38 @@ pub enum SinkFormat {
     DatadogSeries,
 }
 
-/// `[[routes]]`
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RouteConfig {
-    /// Route name.
-    pub name: String,
-    /// Sinks that receive the route's series.
-    pub to: Vec<String>,
+/// `[[routes]]`: the schema lives with the router (`crate::route`), shared with the control
+/// API's JSON.
+pub use crate::route::{MatchConfig, RenameConfig, RouteConfig};
+
+/// Checks `[control]` (pure: the token itself is read at start); the key is relative to
+/// `control.`.
+fn validate_control(c: &ControlConfig) -> Result<(), (String, String)> {
+    match (&c.token_file, &c.token_env) {
+        (Some(_), Some(_)) => {
+            return Err((
+                "token_env".into(),
+                "set either `token_file` or `token_env`, not both".into(),
+            ))
+        }
+        (Some(p), None) if p.as_os_str().is_empty() => {
+            return Err(("token_file".into(), "must not be empty".into()))
+        }
+        (None, Some(v)) if v.is_empty() => {
+            return Err((
+                "token_env".into(),
+                "must name an environment variable".into(),
+            ))
+        }
+        _ => {}
+    }
+    if c.unhealthy_after_failures == 0 {
+        return Err((
+            "unhealthy_after_failures".into(),
+            "must be greater than 0".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Checks one sink's settings; the key is relative to `sinks.NAME` (empty or `.field`).
@@ -693,6 +733,9 @@ impl Config {
                 format!("`{}` is not HOST:PORT ({e})", self.control.listen),
             );
         }
+        if let Err((k, m)) = validate_control(&self.control) {
+            return err(format!("control.{k}"), m);
+        }
         for (name, s) in &self.sinks {
             if s.queue_max_bytes == 0 {
                 return err(
@@ -736,24 +779,27 @@ impl Config {
                 "at least one [[routes]] entry is required".into(),
             );
         }
+        let sinks: Vec<&str> = self.sinks.keys().map(String::as_str).collect();
+        if let Err(e) = crate::route::compile(&self.route_table(), &sinks, &self.route_listeners())
+        {
+            let message = match &e.route {
+                Some((_, name)) => format!("route {name:?}: {}", e.message),
+                None => e.message.clone(),
+            };
+            return err(e.key(), message);
+        }
+        // The route compiler knows matchers and actions; the shards do not apply them yet
+        // (live routing is being built). Refuse them rather than silently sending every
+        // series everywhere.
         for (i, r) in self.routes.iter().enumerate() {
-            if r.to.is_empty() {
+            if let Some(field) = r.unapplied_field() {
                 return err(
-                    format!("routes[{i}].to"),
-                    format!("route `{}` sends nowhere", r.name),
+                    format!("routes[{i}].{field}"),
+                    format!(
+                        "route {:?}: `{field}` is not applied by the dataplane yet; this version routes every series to the union of the routes' `to` sinks, so only `name` and `to` are accepted",
+                        r.name
+                    ),
                 );
-            }
-            for (j, s) in r.to.iter().enumerate() {
-                if !self.sinks.contains_key(s) {
-                    let known: Vec<&str> = self.sinks.keys().map(String::as_str).collect();
-                    return err(
-                        format!("routes[{i}].to[{j}]"),
-                        format!(
-                            "unknown sink `{s}` (configured sinks: {})",
-                            known.join(", ")
-                        ),
-                    );
-                }
             }
         }
         Ok(())
@@ -810,6 +856,34 @@ impl Config {
             .listen
             .parse()
             .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8081)))
+    }
+
+    /// The file's `[[routes]]` as a route table. Its version is `file-` and a hash of the
+    /// routes, so it changes exactly when the file's routes do.
+    pub fn route_table(&self) -> crate::route::RouteTable {
+        let canonical = serde_json::to_vec(&self.routes).unwrap_or_default();
+        crate::route::RouteTable {
+            version: format!("file-{:016x}", xxhash_rust::xxh3::xxh3_64(&canonical)),
+            routes: self.routes.clone(),
+        }
+    }
+
+    /// The listener names a route's `match.input` may use besides `statsd` and `http`: each
+    /// `[statsd] listen` address and the `[http] listen` address, as written.
+    pub fn route_listeners(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self
+            .statsd
+            .listen
+            .iter()
+            .map(|l| match l {
+                ListenEntry::Address(a) => a.as_str(),
+                ListenEntry::Table(t) => t.address.as_str(),
+            })
+            .collect();
+        if !self.http.listen.is_empty() {
+            v.push(&self.http.listen);
+        }
+        v
     }
 
     /// Names of the sinks the routes send to, in a stable order, without duplicates.
@@ -871,6 +945,25 @@ mod tests {
         let e =
             Config::from_toml(&format!("{base}[statsd]\nflush_interval = \"soon\"\n")).unwrap_err();
         assert_eq!(e.line, Some(7), "{e}");
+    }
+
+    #[test]
+    fn control_token_sources_are_exclusive_and_named() {
+        let base = "[sinks.a]\ntype = \"blackhole\"\n[[routes]]\nname = \"r\"\nto = [\"a\"]\n";
+        let both = format!("{base}[control]\ntoken_file = \"/t\"\ntoken_env = \"T\"\n");
+        let e = Config::from_toml(&both).unwrap_err();
+        assert_eq!(e.key, "control.token_env");
+        assert!(e.message.contains("not both"), "{e}");
+        let e = Config::from_toml(&format!("{base}[control]\ntoken_env = \"\"\n")).unwrap_err();
+        assert_eq!(e.key, "control.token_env");
+        let e = Config::from_toml(&format!("{base}[control]\ntoken_file = \"\"\n")).unwrap_err();
+        assert_eq!(e.key, "control.token_file");
+        let e = Config::from_toml(&format!("{base}[control]\nunhealthy_after_failures = 0\n"))
+            .unwrap_err();
+        assert_eq!(e.key, "control.unhealthy_after_failures");
+        let c = Config::from_toml(&format!("{base}[control]\ntoken_env = \"SY_TOKEN\"\n")).unwrap();
+        assert_eq!(c.control.token_env.as_deref(), Some("SY_TOKEN"));
+        assert_eq!(c.control.unhealthy_after_failures, 5);
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod egress;
 pub mod encode;
 pub mod intake;
 pub mod model;
+pub mod route;
 pub mod statsd;
 pub mod telemetry;
 pub mod topk;

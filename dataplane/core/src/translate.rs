@@ -23,7 +23,7 @@ use crate::model::{SeriesBatch, SeriesType};
 pub use dimensions::{BareTagPolicy, DimensionConfig, Dimensions, DuplicatePolicy};
 
 /// How Datadog `rate` series are sent to SignalFx.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RateAs {
     /// `counter` with value x interval: recovers the per-flush count (Vector, OTel do this).

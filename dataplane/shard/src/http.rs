@@ -106,9 +106,11 @@ pub async fn serve(
     if open.get() > 0 {
         tracing::warn!(
             connections = open.get(),
-            "HTTP connections still open at shutdown"
+            "HTTP connections still open at shutdown: closing them unanswered"
         );
     }
+    // Connections still open hold the context: they must not keep the sink queues open.
+    ctx.sinks.borrow_mut().clear();
 }
 
 async fn connection(

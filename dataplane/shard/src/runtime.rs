@@ -280,7 +280,7 @@ async fn shard_main(s: ShardSetup) {
         let ctx = Rc::new(HttpContext {
             settings,
             keys,
-            sinks: s.io.sinks.clone(),
+            sinks: RefCell::new(s.io.sinks.clone()),
             scratch: RefCell::new(Default::default()),
             inflight: Cell::new(0),
             stop: stop.clone(),

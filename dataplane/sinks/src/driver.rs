@@ -276,6 +276,11 @@ impl Worker {
                 Ok(i) => i,
                 Err(RecvTimeoutError::Timeout) => {
                     let _ = sink.flush();
+                    // Past the shutdown deadline a producer may still be alive (a stuck
+                    // client connection): stop waiting for it.
+                    if self.abort.load(Ordering::Relaxed) {
+                        break;
+                    }
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -438,6 +443,16 @@ mod tests {
         assert_eq!(lines[2]["metric"], "m2");
         assert_eq!(lines[2]["points"][0][1], 2.0);
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn shutdown_returns_even_while_a_producer_is_still_alive() {
+        let src = "[sinks.b]\ntype = \"blackhole\"\n[[routes]]\nname = \"r\"\nto = [\"b\"]\n";
+        let rt = spawn_sinks(&Config::from_toml(src).unwrap()).unwrap();
+        // A producer that never goes away (a stuck connection on a shard).
+        let leaked = rt.handles()[0].clone();
+        assert!(!rt.shutdown(Duration::from_millis(300)));
+        drop(leaked);
     }
 
     #[test]

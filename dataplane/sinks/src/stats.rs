@@ -162,6 +162,9 @@ pub struct SinkStats {
     /// Bytes of payload bodies in the queue or being handled (a gauge: the shards add when
     /// they enqueue, the workers subtract when done).
     pub queued_bytes: AtomicU64,
+    /// Failed HTTP request attempts since the last successful one (reset to 0 by a
+    /// success): the control plane's sink health (`GET /readyz`).
+    pub consecutive_failures: AtomicU64,
     /// One-time log guards (by [`DropReason`] slot).
     pub(crate) logged: [AtomicBool; DropReason::ALL.len()],
 }
@@ -195,6 +198,11 @@ impl SinkStats {
     pub fn request(&self, outcome: RequestOutcome, took: Duration) {
         if let Some(c) = self.requests.get(outcome as usize) {
             Self::add(c, 1);
+        }
+        if outcome == RequestOutcome::Success {
+            self.consecutive_failures.store(0, Ordering::Relaxed);
+        } else {
+            Self::add(&self.consecutive_failures, 1);
         }
         self.latency.observe(took);
     }
@@ -234,6 +242,20 @@ mod tests {
             SinkStats::get(&h.sum_micros),
             500 + 1000 + 200_000 + 60_000_000
         );
+    }
+
+    #[test]
+    fn consecutive_failures_count_up_and_a_success_resets_them() {
+        let s = SinkStats::default();
+        let d = Duration::from_millis(1);
+        s.request(RequestOutcome::Retryable, d);
+        s.request(RequestOutcome::Error, d);
+        s.request(RequestOutcome::Rejected, d);
+        assert_eq!(SinkStats::get(&s.consecutive_failures), 3);
+        s.request(RequestOutcome::Success, d);
+        assert_eq!(SinkStats::get(&s.consecutive_failures), 0);
+        s.request(RequestOutcome::Retryable, d);
+        assert_eq!(SinkStats::get(&s.consecutive_failures), 1);
     }
 
     #[test]

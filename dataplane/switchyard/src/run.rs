@@ -51,13 +51,10 @@ pub fn run(cfg: &Config) -> Result<()> {
     let sinks = switchyard_sinks::spawn_sinks(cfg)
         .map_err(|(name, e)| anyhow::anyhow!("sink `{name}`: {e}"))?;
     let telemetry = Arc::new(Telemetry::new(plan.shards()));
-    let control = switchyard_control::spawn(
-        cfg.control_addr(),
-        switchyard_control::ControlState {
-            telemetry: telemetry.clone(),
-            sinks: sinks.probes().to_vec(),
-        },
-    )?;
+    let control_state =
+        switchyard_control::ControlState::new(cfg, telemetry.clone(), sinks.probes().to_vec())?;
+    let ready = control_state.ready.clone();
+    let control = switchyard_control::spawn(cfg.control_addr(), control_state)?;
     let seed: u64 = rand::random();
     let dataplane = switchyard_shard::start(
         cfg,
@@ -72,6 +69,7 @@ pub fn run(cfg: &Config) -> Result<()> {
         .iter()
         .map(|l| l.address.to_string())
         .collect();
+    ready.store(true, Ordering::Relaxed);
     tracing::info!(
         statsd = ?listeners,
         control = %control.addr,
@@ -89,6 +87,7 @@ pub fn run(cfg: &Config) -> Result<()> {
         }
     }
     tracing::info!("shutting down: final flush, then draining sinks");
+    ready.store(false, Ordering::Relaxed);
     notify(&[sd_notify::NotifyState::Stopping]);
     dataplane.join();
     if !sinks.shutdown(SINK_DRAIN_DEADLINE) {

@@ -14,6 +14,7 @@ mod e2e {
 
     mod cli;
     mod clients;
+    mod control;
     mod deploy;
     mod http;
     mod input;

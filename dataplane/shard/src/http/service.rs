@@ -121,8 +121,9 @@ pub struct HttpContext {
     pub settings: HttpSettings,
     /// Accepted keys.
     pub keys: KeyPolicy,
-    /// Every routed sink (the payload goes to each).
-    pub sinks: Vec<SinkHandle>,
+    /// Every routed sink (the payload goes to each). Emptied when the shard stops, so a
+    /// connection that outlives the shutdown drain never keeps a sink queue open.
+    pub sinks: RefCell<Vec<SinkHandle>>,
     /// Reused decode and parse buffers.
     pub scratch: RefCell<IntakeScratch>,
     /// Body bytes held right now on this shard.
@@ -420,18 +421,25 @@ fn accept(
     };
     // Every destination must have room (in items and in bytes), or none is asked to take
     // it: the client retries the whole payload.
+    let sinks = ctx.sinks.borrow();
+    if sinks.is_empty() {
+        // Emptied at shutdown (a configuration always routes to at least one sink).
+        drop(sinks);
+        return refusal(ctx, st, HttpRefusal::ShuttingDown, "Shutting down");
+    }
     let stored = payload.body.bytes.len() as u64;
     let mut reserved = 0;
-    for sink in &ctx.sinks {
+    for sink in sinks.iter() {
         if !sink.reserve(stored) {
             break;
         }
         reserved += 1;
     }
-    if reserved < ctx.sinks.len() {
-        for sink in ctx.sinks.iter().take(reserved) {
+    if reserved < sinks.len() {
+        for sink in sinks.iter().take(reserved) {
             sink.release(stored);
         }
+        drop(sinks);
         return refusal(
             ctx,
             st,
@@ -449,7 +457,7 @@ fn accept(
     let mut all_taken = true;
     {
         let mut s = st.borrow_mut();
-        for (i, sink) in ctx.sinks.iter().enumerate() {
+        for (i, sink) in sinks.iter().enumerate() {
             let Some(sc) = s.counters.sinks.get_mut(i) else {
                 sink.release(stored);
                 continue;
@@ -472,6 +480,7 @@ fn accept(
             }
         }
     }
+    drop(sinks);
     if !all_taken {
         return refusal(
             ctx,
