@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! enqueued = received + queued
-//! received = delivered + in_flight + Σ dropped[reason]      (every reason but queue_full)
+//! received = delivered + in_flight + Σ dropped[reason]      (every reason but queue_full, route_dropped, sampled_out)
 //! ```
 //!
 //! `enqueued` is counted by the shards (`switchyard_sink_enqueued_values_total`), `received`,
@@ -13,7 +13,10 @@
 //! in the sink's queue) and `in_flight` (values a worker holds: being sent or waiting for a
 //! retry) are not counted anywhere: they are the remainders. `dropped.queue_full` are values
 //! the shards could not enqueue (the queue was full), so they are outside both sums: what the
-//! routes offered the sink is `enqueued + dropped.queue_full`.
+//! routes offered the sink is `enqueued + dropped.queue_full`. `dropped.route_dropped` (a
+//! `drop` route discarded values that earlier routes sent to the sink) and
+//! `dropped.sampled_out` (values outside a route's `sample`, that no other route sent to
+//! the sink) are decided by the shards before enqueueing too, and are outside both sums.
 //!
 //! Counters are read one at a time while they move, and the shards publish theirs once a
 //! second, so a snapshot taken under traffic can come out with a negative remainder. A
@@ -82,6 +85,10 @@ pub struct Counters {
     pub enqueued: u64,
     /// Values the shards dropped because the queue was full.
     pub queue_full: u64,
+    /// Values a `drop` route discarded from this sink.
+    pub route_dropped: u64,
+    /// Values outside a route's `sample` for this sink.
+    pub sampled_out: u64,
     /// Values received by the sink.
     pub received: u64,
     /// Values delivered.
@@ -109,6 +116,8 @@ pub fn compute(sink: &str, c: &Counters) -> SinkLedger {
     });
     let mut dropped: BTreeMap<&'static str, u64> = c.dropped.iter().copied().collect();
     dropped.insert("queue_full", c.queue_full);
+    dropped.insert("route_dropped", c.route_dropped);
+    dropped.insert("sampled_out", c.sampled_out);
     SinkLedger {
         sink: sink.to_string(),
         values: ValueLedger {
@@ -166,6 +175,8 @@ pub fn ledgers(t: &Telemetry, sinks: &[SinkProbe]) -> Vec<SinkLedger> {
             if let Some(e) = total.sinks.get(i) {
                 c.enqueued = e.values_enqueued;
                 c.queue_full = e.values_dropped_full;
+                c.route_dropped = e.values_route_dropped;
+                c.sampled_out = e.values_sampled_out;
             }
             compute(&p.name, &c)
         })
@@ -183,6 +194,8 @@ mod tests {
             &Counters {
                 enqueued: 100,
                 queue_full: 7,
+                route_dropped: 3,
+                sampled_out: 4,
                 received: 90,
                 delivered: 60,
                 dropped: vec![("retries_exhausted", 20), ("rejected", 5)],
@@ -194,6 +207,8 @@ mod tests {
         assert_eq!(l.values.queued, 10);
         assert_eq!(l.values.in_flight, 5);
         assert_eq!(l.values.dropped["queue_full"], 7);
+        assert_eq!(l.values.dropped["route_dropped"], 3);
+        assert_eq!(l.values.dropped["sampled_out"], 4);
         assert_eq!(l.values.dropped["retries_exhausted"], 20);
         assert_eq!(
             l.values.enqueued,

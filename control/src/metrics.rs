@@ -259,5 +259,22 @@ pub(crate) fn collect(t: &Telemetry, sink_probes: &[SinkProbe]) -> Vec<Family> {
     http::render(&mut o, &total.http);
 
     sinks::render(&mut o, &total, sink_probes);
+    for (name, help, field) in [
+        (
+            "switchyard_route_points_total",
+            "Points (values) of the series a route matched (in its sample, if it has one).",
+            (|r| r.points) as fn(&switchyard_core::telemetry::RouteCounters) -> u64,
+        ),
+        (
+            "switchyard_route_series_total",
+            "Series a route matched: per flush for statsd, per payload item for HTTP.",
+            |r| r.series,
+        ),
+    ] {
+        o.family(name, "counter", help);
+        for (route, r) in &total.routes {
+            o.value(name, &[("route", route)], field(r) as f64);
+        }
+    }
     o.0
 }

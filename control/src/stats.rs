@@ -11,7 +11,8 @@
 //!      {"labels": {"sink": "old", "reason": "queue_full"}, "value": 0}, ...], ...},
 //!  "ledger": [{"sink": "old",
 //!    "values": {"enqueued": 100, "queued": 0, "received": 100, "delivered": 80,
-//!               "in_flight": 0, "dropped": {"queue_full": 0, "retries_exhausted": 20, ...}},
+//!               "in_flight": 0, "dropped": {"queue_full": 0, "route_dropped": 0, "sampled_out": 0,
+//!                           "retries_exhausted": 20, ...}},
 //!    "bytes": {"queued": 0, "delivered": 5120, "delivered_uncompressed": 20480},
 //!    "balanced": true, "clamped": []}]}
 //! ```

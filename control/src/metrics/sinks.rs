@@ -1,6 +1,8 @@
 //! The sinks' metrics (`switchyard_sink_*`, label `sink`): what the shards enqueued (their
 //! counters) and what each sink took, delivered, dropped by reason and how its requests went
-//! (the sink's own atomics).
+//! (the sink's own atomics). The shards' own reasons in `switchyard_sink_dropped_values_total`:
+//! `queue_full` (the queue had no room), `route_dropped` (a `drop` route discarded values
+//! earlier routes sent to the sink), `sampled_out` (outside a route's `sample`).
 
 use super::Out;
 use switchyard_core::telemetry::ShardCounters;
@@ -120,12 +122,18 @@ pub(super) fn render(o: &mut Out, total: &ShardCounters, sinks: &[SinkProbe]) {
         "Values dropped on the way to a sink, by reason.",
     );
     for (i, p) in sinks.iter().enumerate() {
-        let full = total.sinks.get(i).map_or(0, |c| c.values_dropped_full);
-        o.value(
-            "switchyard_sink_dropped_values_total",
-            &[("sink", &p.name), ("reason", "queue_full")],
-            full as f64,
-        );
+        let shard = total.sinks.get(i).cloned().unwrap_or_default();
+        for (reason, v) in [
+            ("queue_full", shard.values_dropped_full),
+            ("route_dropped", shard.values_route_dropped),
+            ("sampled_out", shard.values_sampled_out),
+        ] {
+            o.value(
+                "switchyard_sink_dropped_values_total",
+                &[("sink", &p.name), ("reason", reason)],
+                v as f64,
+            );
+        }
         for r in DropReason::ALL {
             let v = p
                 .stats

@@ -29,7 +29,7 @@ impl SeriesType {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Span {
     start: u32,
     end: u32,
@@ -42,7 +42,8 @@ impl Span {
 }
 
 /// Where one series' identity lives in the arena; shared by the sub-metrics of a timer.
-#[derive(Debug, Clone, Copy)]
+/// Two records of a batch share an identity exactly when their `IdentityRef`s are equal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IdentityRef {
     name: Span,
     tags: Span, // indices into `tag_spans`
@@ -103,6 +104,11 @@ impl<'a> SeriesRef<'a> {
             .unwrap_or(&[])
             .iter()
             .map(move |s| b.arena.get(s.range()).unwrap_or(""))
+    }
+    /// The identity this record belongs to (equal for the sub-metrics of one timer, which
+    /// are pushed one after another).
+    pub fn identity(&self) -> IdentityRef {
+        self.rec.ident
     }
     /// Series type.
     pub fn kind(&self) -> SeriesType {

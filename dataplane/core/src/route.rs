@@ -10,6 +10,8 @@
 //!   bitmask, matched rules, drop and sample outcome), meant to be cached per series by the
 //!   caller; [`CompiledRoutes::rewrite`] applies its rename and tag rules into reused
 //!   buffers.
+//! - [`Router`]: one shard's decision cache over a table snapshot, the split of a flushed
+//!   statsd batch by destination, and the per-route and per-sink routing counts.
 //!
 //! Semantics: rules are evaluated in order against the series as it arrived; a series goes
 //! to the union of the `to` sinks of every rule that applies; a rule's `sample` is a stable
@@ -25,6 +27,7 @@ mod compile;
 mod decide;
 mod error;
 mod rewrite;
+mod router;
 mod table;
 mod trie;
 
@@ -32,6 +35,7 @@ pub use compile::{compile, CompiledRoutes};
 pub use decide::{DecideScratch, Decision};
 pub use error::RouteError;
 pub use rewrite::Rewrite;
+pub use router::{series_hash, RoutedBatch, Router, CACHE_CAPACITY, MAX_DECISIONS};
 pub use table::{MatchConfig, RenameConfig, RouteConfig, RouteTable};
 
 /// Most sinks a table can address ([`SinkSet`] is a 64-bit mask).

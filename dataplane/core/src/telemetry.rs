@@ -8,6 +8,7 @@
 use crate::egress::Endpoint;
 use crate::statsd::LineError;
 use crate::topk::{TopEntry, TopK};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -320,6 +321,11 @@ pub struct SinkEnqueueCounters {
     pub batches_dropped_full: u64,
     /// Values in the dropped batches.
     pub values_dropped_full: u64,
+    /// Values a `drop` route discarded that earlier routes would have sent to this sink.
+    pub values_route_dropped: u64,
+    /// Values a route would have sent to this sink but for its `sample` (no other route
+    /// sent them here).
+    pub values_sampled_out: u64,
 }
 
 impl SinkEnqueueCounters {
@@ -329,6 +335,8 @@ impl SinkEnqueueCounters {
         self.values_enqueued += o.values_enqueued;
         self.batches_dropped_full += o.batches_dropped_full;
         self.values_dropped_full += o.values_dropped_full;
+        self.values_route_dropped += o.values_route_dropped;
+        self.values_sampled_out += o.values_sampled_out;
     }
 }
 
@@ -345,6 +353,18 @@ pub struct ShardCounters {
     pub interval_series: u64,
     /// Per sink, indexed like the runtime's sink list.
     pub sinks: Vec<SinkEnqueueCounters>,
+    /// Per route, by rule name: what the routes matched (statsd at flush, HTTP per payload).
+    pub routes: BTreeMap<String, RouteCounters>,
+}
+
+/// What one route matched.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RouteCounters {
+    /// Points (values) of matching series (`switchyard_route_points_total`).
+    pub points: u64,
+    /// Matching series: per flush for statsd, per payload item for HTTP
+    /// (`switchyard_route_series_total`).
+    pub series: u64,
 }
 
 impl ShardCounters {
@@ -360,6 +380,11 @@ impl ShardCounters {
         }
         for (a, b) in self.sinks.iter_mut().zip(o.sinks.iter()) {
             a.add(b);
+        }
+        for (name, r) in &o.routes {
+            let e = self.routes.entry(name.clone()).or_default();
+            e.points += r.points;
+            e.series += r.series;
         }
     }
 }

@@ -3,8 +3,11 @@
 //! Every `flush_interval` (deadlines from one process-wide epoch, or aligned to wall-clock
 //! multiples) each shard drains its interval partials split by owner, sends every other
 //! shard its part over the glommio channel mesh, merges its own part and the parts it
-//! receives into its [`OwnerStore`], and emits what it owns, once, into one batch that goes
-//! to every routed sink's queue with `try_send` (a full queue is counted, never waited on).
+//! receives into its [`OwnerStore`], and emits what it owns, once, into one batch. The
+//! shard's [`Router`](switchyard_core::route::Router) decides each series (cached per
+//! series) and the batch goes, whole when every series has the same destinations and no
+//! rewrite, else split into one batch per distinct sink set, to the routed sinks' queues
+//! with `try_send` (a full queue is counted, never waited on).
 //! This is gostatsd's `MetricMap.Split`, done once per flush, never per line.
 //!
 //! Shutdown: when the shutdown flag is seen, the shard stops its receive loops, drains what
@@ -14,7 +17,9 @@
 //! Metrics (via [`FlushCounters`](switchyard_core::telemetry::FlushCounters)):
 //! `switchyard_flush_total`, `switchyard_flush_duration_seconds`, `switchyard_flush_series_total`,
 //! `switchyard_flush_values_total`, `switchyard_series_expired_total`, `switchyard_series_active`,
-//! and per sink `switchyard_sink_enqueued_*` / `switchyard_sink_queue_full_*`.
+//! per sink `switchyard_sink_enqueued_*` and `switchyard_sink_dropped_values_total` with
+//! reasons `queue_full`, `route_dropped` and `sampled_out`, and per route
+//! `switchyard_route_points_total` / `switchyard_route_series_total`.
 
 use crate::ingest::{self, Listener, ShardState};
 use crossbeam_channel::TrySendError;
@@ -147,6 +152,10 @@ pub async fn run(
 fn publish(io: &FlushIo, cfg: &FlushConfig, st: &Rc<RefCell<ShardState>>) {
     let mut s = st.borrow_mut();
     s.counters.interval_series = s.agg.series() as u64;
+    let ShardState {
+        counters, router, ..
+    } = &mut *s;
+    router.drain_route_counts(&mut counters.routes);
     io.telemetry.publish(cfg.shard, &s.counters);
     io.telemetry.publish_top(cfg.shard, &s.top);
 }
@@ -202,26 +211,32 @@ async fn flush_round(
     let mut batch = SeriesBatch::new(wall, cfg.interval.as_secs_f64());
     let fs = store.flush(&mut batch, now_ns);
     let mut s = st.borrow_mut();
-    let c = &mut s.counters;
+    let ShardState {
+        counters: c,
+        router,
+        ..
+    } = &mut *s;
     if !batch.is_empty() {
-        let values = batch.len() as u64;
-        let batch = Arc::new(batch);
-        for (i, sink) in io.sinks.iter().enumerate() {
-            let Some(sc) = c.sinks.get_mut(i) else {
-                continue;
-            };
-            match sink
-                .tx
-                .try_send(switchyard_core::egress::Egress::Series(batch.clone()))
-            {
-                Ok(()) => {
-                    sc.batches_enqueued += 1;
-                    sc.values_enqueued += values;
-                }
-                Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                    sc.batches_dropped_full += 1;
-                    sc.values_dropped_full += values;
-                    tracing::warn!(sink = %sink.name, values, "sink queue full: batch dropped");
+        let routed = router.route_batch(Arc::new(batch), &mut c.sinks);
+        for (set, part) in routed.groups {
+            let values = part.len() as u64;
+            for i in set.iter() {
+                let (Some(sink), Some(sc)) = (io.sinks.get(i), c.sinks.get_mut(i)) else {
+                    continue;
+                };
+                match sink
+                    .tx
+                    .try_send(switchyard_core::egress::Egress::Series(part.clone()))
+                {
+                    Ok(()) => {
+                        sc.batches_enqueued += 1;
+                        sc.values_enqueued += values;
+                    }
+                    Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                        sc.batches_dropped_full += 1;
+                        sc.values_dropped_full += values;
+                        tracing::warn!(sink = %sink.name, values, "sink queue full: batch dropped");
+                    }
                 }
             }
         }

@@ -14,8 +14,10 @@ use crate::recv::{format_ip, ip_bytes, Datagram, RecvBuffers};
 use std::cell::{Cell, RefCell};
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchyard_core::aggregate::{GaugeDialect, HostSource, IntervalAggregator, LineContext};
+use switchyard_core::route::{CompiledRoutes, Router};
 use switchyard_core::statsd::{
     lines, lines_str, parse_message, parse_message_str, LineError, Message,
 };
@@ -74,13 +76,22 @@ pub struct ShardState {
     pub epoch: Instant,
     /// The heaviest metric names seen by this shard (statsd at flush, HTTP per payload).
     pub top: TopNames,
+    /// The routes: decision cache, per-route counts.
+    pub router: Router,
     host: String,
     last_ip: [u8; 16],
 }
 
 impl ShardState {
-    /// New state.
-    pub fn new(agg: IntervalAggregator, sinks: usize, ignore_host: bool, epoch: Instant) -> Self {
+    /// New state. `routes` must be compiled against the sink list the shard's sink
+    /// handles follow (bit `i` of a decision is handle `i`).
+    pub fn new(
+        agg: IntervalAggregator,
+        sinks: usize,
+        ignore_host: bool,
+        epoch: Instant,
+        routes: Arc<CompiledRoutes>,
+    ) -> Self {
         let mut counters = ShardCounters::default();
         counters.sinks.resize(sinks, Default::default());
         Self {
@@ -89,6 +100,7 @@ impl ShardState {
             ignore_host,
             epoch,
             top: TopNames::default(),
+            router: Router::new(routes),
             host: String::new(),
             last_ip: [0xff; 16],
         }

@@ -6,10 +6,11 @@
 //! every line into its own [`IntervalAggregator`](switchyard_core::aggregate::IntervalAggregator)
 //! ([`ingest`]). Every flush interval the shards exchange partial aggregates over a glommio
 //! channel mesh so that one owner shard per series merges and emits it exactly once
-//! ([`flush`]); the owner hands the batch to every routed sink's queue without blocking.
+//! ([`flush`]); the owner hands each routed sink's queue the series the routes send it
+//! (decided per series, cached per shard), without blocking.
 //! Each shard also serves the Datadog-compatible HTTP intake on its own `SO_REUSEPORT` TCP
-//! socket ([`http`], hyper through one shim module): accepted payloads go to the same
-//! sink queues.
+//! socket ([`http`], hyper through one shim module): accepted payloads go to the sink
+//! queues their series are routed to.
 //!
 //! Threading: per-shard state is plain data behind `Rc<RefCell<_>>`, never held across an
 //! `.await`; the receive loop and the flush run in separate task queues, so the receive loop

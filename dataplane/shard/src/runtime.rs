@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchyard_core::aggregate::IntervalAggregator;
 use switchyard_core::config::{Config, ListenAddress, Listener as ListenerConfig};
+use switchyard_core::route::{compile, CompiledRoutes};
 use switchyard_core::telemetry::Telemetry;
 use switchyard_sinks::SinkHandle;
 
@@ -84,6 +85,8 @@ struct ShardSetup {
     flush: FlushConfig,
     io: FlushIo,
     mesh: Option<Mesh>,
+    routes: Arc<CompiledRoutes>,
+    http_listener_name: String,
     ready: mpsc::Sender<Result<(), String>>,
 }
 
@@ -116,6 +119,18 @@ pub fn start(
             }
         },
     };
+    // Compiled against the routed sinks in the order of the sink handles (`routed_sinks`,
+    // as `spawn_sinks` builds them), so bit `i` of a decision is `sinks[i]`.
+    let routed = cfg.routed_sinks();
+    if routed.len() != sinks.len() || routed.iter().zip(&sinks).any(|(a, b)| *a != b.name) {
+        return Err(StartError::Config(format!(
+            "the sink handles {:?} do not follow the routed sinks {routed:?}",
+            sinks.iter().map(|s| s.name.as_str()).collect::<Vec<_>>()
+        )));
+    }
+    let routes = compile(&cfg.route_table(), &routed, &cfg.route_listeners())
+        .map_err(|e| StartError::Config(format!("routes: {e}")))?;
+    let routes = Arc::new(routes);
     let http = cfg
         .http_addr()
         .map(|a| (a, HttpSettings::from(&cfg.http), keys));
@@ -148,6 +163,8 @@ pub fn start(
                 shutdown: shutdown.clone(),
             },
             mesh: mesh.clone(),
+            routes: routes.clone(),
+            http_listener_name: cfg.http.listen.clone(),
             ready,
         };
         let h = LocalExecutorBuilder::new(Placement::Fixed(cpu))
@@ -255,6 +272,7 @@ async fn shard_main(s: ShardSetup) {
         s.io.sinks.len(),
         s.ignore_host,
         s.epoch,
+        s.routes.clone(),
     )));
     let stop = Rc::new(Cell::new(false));
     let ex = executor();
@@ -284,6 +302,7 @@ async fn shard_main(s: ShardSetup) {
             scratch: RefCell::new(Default::default()),
             inflight: Cell::new(0),
             stop: stop.clone(),
+            listener: s.http_listener_name.clone(),
         });
         let task = http::serve(listener, ctx, st.clone(), stop.clone(), HTTP_DRAIN);
         match glommio::spawn_local_into(task, ingest_tq) {

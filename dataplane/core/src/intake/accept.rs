@@ -13,6 +13,7 @@
 use super::decompress::{BodyDecoder, Encoding};
 use super::{check_run, distribution_points, events, series_v1, series_v2, BodyError};
 use crate::egress::{ApiKey, BodyFormat, Endpoint, IntakePayload, StoredBody};
+use crate::translate::DdSeries;
 
 /// Reused per-shard state for accepting bodies.
 pub struct IntakeScratch {
@@ -76,6 +77,38 @@ pub fn accept_body(
     api_key: Option<ApiKey>,
     mut on_metric: impl FnMut(&str, u64),
 ) -> Result<IntakePayload, BodyError> {
+    accept_body_with(scratch, endpoint, encoding, wire, limits, api_key, |i| {
+        on_metric(i.name, i.points);
+    })
+}
+
+/// One item of a payload as the routes see it: a series (v1, v2, distribution) by its
+/// metric name, or a service check by its check name.
+#[derive(Debug, Clone, Copy)]
+pub struct ItemView<'a> {
+    /// Metric (or check) name.
+    pub name: &'a str,
+    /// Tags as sent (any order).
+    pub tags: &'a [&'a str],
+    /// Host (`""` when missing).
+    pub host: &'a str,
+    /// Points (distribution values count one each; a check counts one).
+    pub points: u64,
+}
+
+/// [`accept_body`], reporting each item with its tags and host (events report nothing).
+///
+/// # Errors
+/// As [`accept_body`].
+pub fn accept_body_with(
+    scratch: &mut IntakeScratch,
+    endpoint: Endpoint,
+    encoding: Encoding,
+    wire: &mut [u8],
+    limits: BodyLimits,
+    api_key: Option<ApiKey>,
+    mut on_item: impl FnMut(&ItemView<'_>),
+) -> Result<IntakePayload, BodyError> {
     let wire_bytes = wire.len() as u64;
     if wire.len() > limits.compressed {
         return Err(BodyError::TooLarge {
@@ -106,7 +139,7 @@ pub fn accept_body(
             let n = series_v1::for_each_series(decoded, buffers, |s| {
                 let p = s.points.len() as u64;
                 points += p;
-                on_metric(s.metric, p);
+                on_item(&series_item(s, p));
             })?;
             (n as u64, points)
         }
@@ -115,18 +148,30 @@ pub fn accept_body(
             let n = series_v2::for_each_series(decoded, buffers, |s| {
                 let p = s.points.len() as u64;
                 points += p;
-                on_metric(s.metric, p);
+                on_item(&series_item(s, p));
             })?;
             (n as u64, points)
         }
         Endpoint::DistributionPoints => {
             let counts = distribution_points::for_each_series(decoded, buffers, |s| {
-                on_metric(s.metric, s.points.all_values().len() as u64);
+                on_item(&ItemView {
+                    name: s.metric,
+                    tags: s.tags,
+                    host: s.host.unwrap_or(""),
+                    points: s.points.all_values().len() as u64,
+                });
             })?;
             (counts.series as u64, counts.values as u64)
         }
         Endpoint::CheckRun => {
-            let n = check_run::for_each_check(decoded, buffers, |c| on_metric(c.check, 1))?;
+            let n = check_run::for_each_check(decoded, buffers, |c| {
+                on_item(&ItemView {
+                    name: c.check,
+                    tags: c.tags,
+                    host: c.host_name.unwrap_or(""),
+                    points: 1,
+                });
+            })?;
             (n as u64, n as u64)
         }
         Endpoint::Events => {
@@ -143,6 +188,37 @@ pub fn accept_body(
         series,
         points,
     })
+}
+
+fn series_item<'a>(s: &DdSeries<'a>, points: u64) -> ItemView<'a> {
+    ItemView {
+        name: s.metric,
+        tags: s.tags,
+        host: s.host.unwrap_or(""),
+        points,
+    }
+}
+
+/// Decodes an accepted v1 or v2 series payload's stored body again and calls `f` with each
+/// series, in order (for re-encoding part of a payload: the intake's first parse was in
+/// place and is gone). Other endpoints yield nothing.
+///
+/// # Errors
+/// [`BodyError`] if the stored body no longer decodes or parses (not expected: the intake
+/// accepted it).
+pub fn for_each_stored_series(
+    scratch: &mut IntakeScratch,
+    payload: &IntakePayload,
+    json: &mut Vec<u8>,
+    f: impl FnMut(&DdSeries<'_>),
+) -> Result<usize, BodyError> {
+    let IntakeScratch { decoder, buffers } = scratch;
+    payload.json_into(decoder, json)?;
+    match payload.endpoint {
+        Endpoint::SeriesV1 => series_v1::for_each_series(json, buffers, f),
+        Endpoint::SeriesV2 => series_v2::for_each_series(json, buffers, f),
+        _ => Ok(0),
+    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use smallvec::SmallVec;
 ///
 /// Rule indices refer to the [`CompiledRoutes`] that made the decision; a cached decision
 /// is only valid with that table version.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Decision {
     /// Sinks that receive the series.
     pub sinks: SinkSet,

@@ -1,6 +1,12 @@
 //! Request handling for the Datadog-compatible intake: routing, the API key, content type
 //! and encoding checks, bounded body reads, validation and counting (in
-//! `switchyard_core::intake::accept`), and the hand-off to every sink's queue.
+//! `switchyard_core::intake::accept`), the routes' decision per series (see `plan_sends`:
+//! passthrough when a payload's series agree, else split into v1 payloads per sink set),
+//! and the hand-off to the routed sinks' queues.
+//!
+//! Metrics: besides the intake's own, per sink `switchyard_sink_dropped_values_total` with
+//! reasons `route_dropped` / `sampled_out`, and per route `switchyard_route_points_total` /
+//! `switchyard_route_series_total` (counted once a payload is accepted).
 //!
 //! Answers as the vendor does: `202 {"status":"ok"}` (v1) or `202 {"errors":[]}` (v2)
 //! once every destination queue took the payload; `400 {"errors":["..."]}` naming what is
@@ -21,10 +27,14 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchyard_core::config::HttpConfig;
-use switchyard_core::egress::{ApiKey, Egress, Endpoint};
-use switchyard_core::intake::accept::{accept_body, BodyLimits, IntakeScratch};
+use switchyard_core::egress::{ApiKey, Egress, Endpoint, IntakePayload};
+use switchyard_core::encode::datadog_series::write_dd_series;
+use switchyard_core::intake::accept::{
+    accept_body_with, for_each_stored_series, BodyLimits, IntakeScratch,
+};
 use switchyard_core::intake::decompress::Encoding;
 use switchyard_core::intake::BodyError;
+use switchyard_core::route::{series_hash, Input, InputKind, SinkSet};
 use switchyard_core::telemetry::HttpRefusal;
 use switchyard_sinks::SinkHandle;
 
@@ -121,7 +131,7 @@ pub struct HttpContext {
     pub settings: HttpSettings,
     /// Accepted keys.
     pub keys: KeyPolicy,
-    /// Every routed sink (the payload goes to each). Emptied when the shard stops, so a
+    /// Every routed sink, indexed like the routes' sink sets. Emptied when the shard stops, so a
     /// connection that outlives the shutdown drain never keeps a sink queue open.
     pub sinks: RefCell<Vec<SinkHandle>>,
     /// Reused decode and parse buffers.
@@ -130,6 +140,8 @@ pub struct HttpContext {
     pub inflight: Cell<usize>,
     /// Set when the shard is stopping.
     pub stop: Rc<Cell<bool>>,
+    /// The `[http] listen` value: the listener name routes match with `match.input`.
+    pub listener: String,
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -393,18 +405,29 @@ fn accept(
         ctx.settings.max_body_bytes,
         ctx.settings.max_decompressed_bytes,
     );
+    let input = Input {
+        kind: InputKind::Http,
+        listener: &ctx.listener,
+    };
+    // Per item: its decision and its points.
+    let mut items: Vec<(u32, u64)> = Vec::new();
     let payload = {
         let mut scratch = ctx.scratch.borrow_mut();
         let mut s = st.borrow_mut();
+        let ShardState { top, router, .. } = &mut *s;
         let now = switchyard_core::telemetry::top_clock();
-        accept_body(
+        accept_body_with(
             &mut scratch,
             ep,
             encoding,
             buf,
             limits,
             Some(ApiKey::new(&key)),
-            |name, points| s.top.observe(now, name, points),
+            |i| {
+                top.observe(now, i.name, i.points);
+                let h = series_hash(i.name, i.tags.iter().copied(), i.host);
+                items.push((router.decide(input, i.name, i.tags, h), i.points));
+            },
         )
     };
     let payload = match payload {
@@ -419,25 +442,40 @@ fn accept(
             return refusal(ctx, st, r, &e.to_string());
         }
     };
+    if ctx.sinks.borrow().is_empty() {
+        // Emptied at shutdown (a configuration always routes to at least one sink).
+        return refusal(ctx, st, HttpRefusal::ShuttingDown, "Shutting down");
+    }
+    let (series, points, wire, decoded) = (
+        payload.series,
+        payload.points,
+        payload.wire_bytes,
+        payload.decoded_bytes,
+    );
+    let sends = match plan_sends(ctx, st, ep, input, payload, &mut items) {
+        Ok(s) => s,
+        Err(e) => return refusal(ctx, st, HttpRefusal::CorruptBody, &e.to_string()),
+    };
     // Every destination must have room (in items and in bytes), or none is asked to take
     // it: the client retries the whole payload.
     let sinks = ctx.sinks.borrow();
-    if sinks.is_empty() {
-        // Emptied at shutdown (a configuration always routes to at least one sink).
-        drop(sinks);
-        return refusal(ctx, st, HttpRefusal::ShuttingDown, "Shutting down");
-    }
-    let stored = payload.body.bytes.len() as u64;
-    let mut reserved = 0;
-    for sink in sinks.iter() {
-        if !sink.reserve(stored) {
-            break;
+    let mut reserved: Vec<(usize, u64)> = Vec::new();
+    let mut room = true;
+    'reserve: for (set, _, bytes, _) in &sends {
+        for i in set.iter() {
+            let Some(sink) = sinks.get(i) else { continue };
+            if !sink.reserve(*bytes) {
+                room = false;
+                break 'reserve;
+            }
+            reserved.push((i, *bytes));
         }
-        reserved += 1;
     }
-    if reserved < sinks.len() {
-        for sink in sinks.iter().take(reserved) {
-            sink.release(stored);
+    if !room {
+        for (i, bytes) in reserved {
+            if let Some(sink) = sinks.get(i) {
+                sink.release(bytes);
+            }
         }
         drop(sinks);
         return refusal(
@@ -447,35 +485,31 @@ fn accept(
             "A destination is not keeping up: retry later",
         );
     }
-    let (series, points, wire, decoded) = (
-        payload.series,
-        payload.points,
-        payload.wire_bytes,
-        payload.decoded_bytes,
-    );
-    let unit = Egress::Payload(Arc::new(payload));
     let mut all_taken = true;
     {
         let mut s = st.borrow_mut();
-        for (i, sink) in sinks.iter().enumerate() {
-            let Some(sc) = s.counters.sinks.get_mut(i) else {
-                sink.release(stored);
-                continue;
-            };
-            match sink.tx.try_send(unit.clone()) {
-                Ok(()) => {
-                    sc.batches_enqueued += 1;
-                    sc.values_enqueued += points;
-                }
-                Err(_) => {
-                    // Another shard filled the queue since the reservation. Counted in the
-                    // ledger; the client is told 503 and retries (the sinks that took it
-                    // may then see it twice: at-least-once).
-                    sink.release(stored);
-                    sc.batches_dropped_full += 1;
-                    sc.values_dropped_full += points;
-                    all_taken = false;
-                    tracing::warn!(sink = %sink.name, points, "sink queue full: payload refused");
+        for (set, unit, bytes, points) in &sends {
+            for i in set.iter() {
+                let Some(sink) = sinks.get(i) else { continue };
+                let Some(sc) = s.counters.sinks.get_mut(i) else {
+                    sink.release(*bytes);
+                    continue;
+                };
+                match sink.tx.try_send(unit.clone()) {
+                    Ok(()) => {
+                        sc.batches_enqueued += 1;
+                        sc.values_enqueued += points;
+                    }
+                    Err(_) => {
+                        // Another shard filled the queue since the reservation. Counted in
+                        // the ledger; the client is told 503 and retries (the sinks that
+                        // took it may then see it twice: at-least-once).
+                        sink.release(*bytes);
+                        sc.batches_dropped_full += 1;
+                        sc.values_dropped_full += points;
+                        all_taken = false;
+                        tracing::warn!(sink = %sink.name, points, "sink queue full: payload refused");
+                    }
                 }
             }
         }
@@ -490,6 +524,13 @@ fn accept(
         );
     }
     let mut s = st.borrow_mut();
+    // Routing is counted once the payload is accepted (a refused one is retried).
+    let ShardState {
+        counters, router, ..
+    } = &mut *s;
+    for &(d, p) in &items {
+        router.account(d, p, true, &mut counters.sinks);
+    }
     let e = s.counters.http.endpoint(ep);
     e.payloads += 1;
     e.series += series;
@@ -497,4 +538,128 @@ fn accept(
     e.wire_bytes += wire;
     e.decoded_bytes += decoded;
     json(202, ep.success_body())
+}
+
+/// One hand-off: the sinks, the queue item, its body bytes and its points.
+type Send = (SinkSet, Egress, u64, u64);
+
+/// Decides what goes where (and leaves in `items` the decision each item is counted under).
+///
+/// v1 and v2 series payloads are routed per series: when every series has the same sinks
+/// and no rewrite, the payload goes unchanged (its stored body, compressed as received)
+/// to those sinks; otherwise it is split, one v1 `{"series":[...]}` JSON payload per
+/// distinct sink set, with renames and tag rules applied. Other endpoints
+/// (`distribution_points`, `check_run`, `events`) are routed whole by their first item's
+/// decision (events by input only), and all their points are counted under it. A payload
+/// routed nowhere yields no hand-off (the client still gets 202, and its points are counted
+/// as `route_dropped` for the sinks a `drop` rule took them from).
+fn plan_sends(
+    ctx: &HttpContext,
+    st: &RefCell<ShardState>,
+    ep: Endpoint,
+    input: Input<'_>,
+    payload: IntakePayload,
+    items: &mut Vec<(u32, u64)>,
+) -> Result<Vec<Send>, BodyError> {
+    let mut guard = st.borrow_mut();
+    let router = &mut guard.router;
+    let series_ep = matches!(ep, Endpoint::SeriesV1 | Endpoint::SeriesV2);
+    if items.is_empty() {
+        // Events, or an empty series list: by input only.
+        items.push((router.decide(input, "", &[], 0), payload.points));
+    }
+    if !series_ep {
+        let first = items.first().map_or(0, |x| x.0);
+        for it in items.iter_mut() {
+            it.0 = first;
+        }
+    }
+    let first = items
+        .first()
+        .and_then(|x| router.decision(x.0))
+        .map_or(SinkSet::EMPTY, |d| d.sinks);
+    let whole = !series_ep
+        || items.iter().all(|x| {
+            router
+                .decision(x.0)
+                .is_some_and(|d| d.sinks == first && !d.rewrites)
+        });
+    if whole {
+        if first.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (bytes, points) = (payload.body.bytes.len() as u64, payload.points);
+        return Ok(vec![(
+            first,
+            Egress::Payload(Arc::new(payload)),
+            bytes,
+            points,
+        )]);
+    }
+    // Split: re-read the stored body and write each series into its group's v1 payload.
+    struct Group {
+        set: SinkSet,
+        body: Vec<u8>,
+        series: u64,
+        points: u64,
+    }
+    let mut groups: Vec<Group> = Vec::new();
+    let mut k = 0usize;
+    let mut json = Vec::new();
+    let mut scratch = ctx.scratch.borrow_mut();
+    for_each_stored_series(&mut scratch, &payload, &mut json, |s| {
+        let Some(&(d, points)) = items.get(k) else {
+            return;
+        };
+        k += 1;
+        let Some(set) = router.decision(d).map(|d| d.sinks) else {
+            return;
+        };
+        if set.is_empty() {
+            return;
+        }
+        let g = match groups.iter().position(|g| g.set == set) {
+            Some(g) => g,
+            None => {
+                let mut body = Vec::with_capacity(256);
+                body.extend_from_slice(b"{\"series\":[");
+                groups.push(Group {
+                    set,
+                    body,
+                    series: 0,
+                    points: 0,
+                });
+                groups.len() - 1
+            }
+        };
+        let Some(g) = groups.get_mut(g) else { return };
+        if g.series > 0 {
+            g.body.push(b',');
+        }
+        g.series += 1;
+        g.points += points;
+        match router.rewrite(d, s.metric, s.tags) {
+            Some(rw) => {
+                let tags: Vec<&str> = rw.tags().collect();
+                let renamed = switchyard_core::translate::DdSeries {
+                    metric: rw.name(),
+                    tags: &tags,
+                    ..*s
+                };
+                write_dd_series(&mut g.body, &renamed);
+            }
+            None => write_dd_series(&mut g.body, s),
+        }
+    })?;
+    let key = payload.api_key.clone();
+    Ok(groups
+        .into_iter()
+        .map(|mut g| {
+            g.body.extend_from_slice(b"]}");
+            let bytes = g.body.len() as u64;
+            let p =
+                IntakePayload::json(Endpoint::SeriesV1, g.body, key.clone(), g.series, g.points);
+            (g.set, Egress::Payload(Arc::new(p)), bytes, g.points)
+        })
+        .collect())
 }
