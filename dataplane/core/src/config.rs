@@ -788,20 +788,6 @@ impl Config {
             };
             return err(e.key(), message);
         }
-        // The route compiler knows matchers and actions; the shards do not apply them yet
-        // (live routing is being built). Refuse them rather than silently sending every
-        // series everywhere.
-        for (i, r) in self.routes.iter().enumerate() {
-            if let Some(field) = r.unapplied_field() {
-                return err(
-                    format!("routes[{i}].{field}"),
-                    format!(
-                        "route {:?}: `{field}` is not applied by the dataplane yet; this version routes every series to the union of the routes' `to` sinks, so only `name` and `to` are accepted",
-                        r.name
-                    ),
-                );
-            }
-        }
         Ok(())
     }
 

@@ -75,32 +75,6 @@ pub struct RouteConfig {
     pub rename_tags: BTreeMap<String, String>,
 }
 
-impl RouteConfig {
-    /// The first field this rule uses that the shards do not apply yet (they send every
-    /// series to the union of the rules' `to`), for the config check that refuses it.
-    pub fn unapplied_field(&self) -> Option<&'static str> {
-        if !self.matcher.is_empty() {
-            Some("match")
-        } else if self.sample.is_some() {
-            Some("sample")
-        } else if self.drop {
-            Some("drop")
-        } else if self.is_final {
-            Some("final")
-        } else if self.rename.is_some() {
-            Some("rename")
-        } else if !self.add_tags.is_empty() {
-            Some("add_tags")
-        } else if !self.remove_tags.is_empty() {
-            Some("remove_tags")
-        } else if !self.rename_tags.is_empty() {
-            Some("rename_tags")
-        } else {
-            None
-        }
-    }
-}
-
 /// `match`: every present condition must hold. Names are matched before any rename, tags
 /// before any tag rule (rules see the series as it arrived).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -105,6 +105,8 @@ pub struct Options {
     pub env: Vec<(String, String)>,
     /// Extra `[http]` keys.
     pub http_extra: String,
+    /// Raw `[[routes]]` tables replacing the default route (`all`, to `route_to`).
+    pub routes: Option<String>,
 }
 
 impl Default for Options {
@@ -117,6 +119,7 @@ impl Default for Options {
             route_to: vec!["out".into()],
             env: Vec::new(),
             http_extra: String::new(),
+            routes: None,
         }
     }
 }
@@ -165,14 +168,17 @@ impl Instance {
             "[shards]\ncount = {}\n\n[statsd]\nlisten = [{}]\nflush_interval = \"1h\"\nexpiry_interval = \"0s\"\n{}\n\n\
              [http]\nlisten = \"127.0.0.1:{http}\"\n{}\n\n\
              [control]\nlisten = \"127.0.0.1:{control}\"\n\n[sinks.out]\ntype = \"file\"\npath = \"{}\"\n\n\
-             {}\n\n[[routes]]\nname = \"all\"\nto = [{}]\n",
+             {}\n\n{}",
             opts.shards,
             listen.join(", "),
             opts.statsd_extra,
             opts.http_extra,
             out.display(),
             opts.extra_sinks,
-            opts.route_to.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ")
+            opts.routes.clone().unwrap_or_else(|| format!(
+                "[[routes]]\nname = \"all\"\nto = [{}]\n",
+                opts.route_to.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ")
+            ))
         );
         let cfg_path = dir.join("switchyard.toml");
         std::fs::write(&cfg_path, config).unwrap();
