@@ -69,17 +69,17 @@ pub struct ControlState {
     /// Where accepted route tables are persisted (`routes.json`, written atomically). `None`
     /// skips persistence: there is no top-level `state_dir` setting yet.
     pub state_dir: Option<PathBuf>,
-    /// Whether the backend's tables reach the dataplane. `false` in the binary until the
-    /// shards take route snapshots: `PUT /v1/routes` then answers 501 after validating, so
-    /// nobody believes a change is live when it is not.
+    /// Whether the backend's tables reach the dataplane (set by
+    /// [`ControlState::with_live_routes`]). When `false`, `PUT /v1/routes` answers 501 after
+    /// validating, so nobody believes a change is live when it is not.
     pub live_routes: bool,
 }
 
 impl ControlState {
     /// The state for a process running `cfg` with `shards` shards: reads the token
     /// (`[control] token_file` / `token_env`), starts not ready, and serves the config's
-    /// routes from an in-memory table ([`routes::MemoryRoutes`]) until the shards provide
-    /// their own [`routes::RouteBackend`].
+    /// routes from an in-memory table ([`routes::MemoryRoutes`]); the binary then calls
+    /// [`ControlState::with_live_routes`] to serve the shards' live table.
     ///
     /// # Errors
     /// [`ControlError::Token`] when the configured token file or variable is missing or empty.
@@ -101,6 +101,17 @@ impl ControlState {
             state_dir: None,
             live_routes: false,
         })
+    }
+}
+
+impl ControlState {
+    /// Serves `/v1/routes` from the shards' live table: `PUT /v1/routes` installs into
+    /// `cell`, which every shard picks up, and `GET /v1/routes` reports the version each
+    /// shard runs. Sets `live_routes`.
+    pub fn with_live_routes(mut self, cell: Arc<switchyard_core::route::RoutesCell>) -> Self {
+        self.routes = routes::Routes::new(Arc::new(routes::ShardRoutes::new(&self.config, cell)));
+        self.live_routes = true;
+        self
     }
 }
 

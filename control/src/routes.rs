@@ -21,8 +21,10 @@
 
 mod memory;
 pub mod persist;
+mod shards;
 
 pub use memory::MemoryRoutes;
+pub use shards::ShardRoutes;
 
 use crate::{auth, errors, ControlState};
 use axum::body::Bytes;
@@ -55,8 +57,9 @@ pub struct Current {
 
 /// What the route endpoints drive: the dataplane's route tables.
 ///
-/// The shards' implementation swaps a compiled snapshot into every shard; until it exists,
-/// [`MemoryRoutes`] holds the table and checks its shape only.
+/// [`ShardRoutes`] swaps a compiled snapshot into every shard (the binary's backend);
+/// [`MemoryRoutes`] holds the table and checks its shape only (tests, and a state without
+/// live routes).
 pub trait RouteBackend: Send + Sync + std::fmt::Debug + 'static {
     /// Validates a table document (`{"routes": [...]}`) without installing it.
     ///

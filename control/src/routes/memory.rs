@@ -2,8 +2,8 @@
 //! ([`switchyard_core::route::validate_json`], the checks `switchyard validate` runs on
 //! `[[routes]]`) and held in memory.
 //!
-//! It stands in for the shards' backend until the shards take route snapshots: a table is
-//! compiled to validate it, then only its JSON is kept, and every shard is reported as
+//! It stands in for the shards' backend ([`super::ShardRoutes`]) where there are no
+//! shards (tests): a table is compiled to validate it, then only its JSON is kept, and every shard is reported as
 //! running the table in force. The version of an accepted table is the XXH3-64 of its
 //! normalized rules (as the router serialises them), in hex: the same rules always get the
 //! same version, across restarts too. The config file's table keeps its own version

@@ -12,6 +12,7 @@
 //!   buffers.
 //! - [`Router`]: one shard's decision cache over a table snapshot, the split of a flushed
 //!   statsd batch by destination, and the per-route and per-sink routing counts.
+//! - [`RoutesCell`]: the live table the control plane swaps and the shards pick up.
 //!
 //! Semantics: rules are evaluated in order against the series as it arrived; a series goes
 //! to the union of the `to` sinks of every rule that applies; a rule's `sample` is a stable
@@ -23,6 +24,7 @@
 //! Pure code: no threads, no I/O, no metrics of its own (the shards count per route and
 //! per sink from the decisions).
 
+mod cell;
 mod compile;
 mod decide;
 mod error;
@@ -31,6 +33,7 @@ mod router;
 mod table;
 mod trie;
 
+pub use cell::RoutesCell;
 pub use compile::{compile, CompiledRoutes};
 pub use decide::{DecideScratch, Decision};
 pub use error::RouteError;

@@ -151,6 +151,7 @@ pub async fn run(
 
 fn publish(io: &FlushIo, cfg: &FlushConfig, st: &Rc<RefCell<ShardState>>) {
     let mut s = st.borrow_mut();
+    s.refresh_routes();
     s.counters.interval_series = s.agg.series() as u64;
     let ShardState {
         counters, router, ..
@@ -211,6 +212,7 @@ async fn flush_round(
     let mut batch = SeriesBatch::new(wall, cfg.interval.as_secs_f64());
     let fs = store.flush(&mut batch, now_ns);
     let mut s = st.borrow_mut();
+    s.refresh_routes();
     let ShardState {
         counters: c,
         router,

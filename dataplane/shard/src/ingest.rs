@@ -17,7 +17,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchyard_core::aggregate::{GaugeDialect, HostSource, IntervalAggregator, LineContext};
-use switchyard_core::route::{CompiledRoutes, Router};
+use switchyard_core::route::{Router, RoutesCell};
 use switchyard_core::statsd::{
     lines, lines_str, parse_message, parse_message_str, LineError, Message,
 };
@@ -78,20 +78,28 @@ pub struct ShardState {
     pub top: TopNames,
     /// The routes: decision cache, per-route counts.
     pub router: Router,
+    /// Where a new route table comes from, this shard's index in it, and the generation
+    /// the router runs.
+    routes_cell: Arc<RoutesCell>,
+    shard: usize,
+    routes_generation: u64,
     host: String,
     last_ip: [u8; 16],
 }
 
 impl ShardState {
-    /// New state. `routes` must be compiled against the sink list the shard's sink
-    /// handles follow (bit `i` of a decision is handle `i`).
+    /// New state for shard `shard`. The tables in `routes` must be compiled against the
+    /// sink list the shard's sink handles follow (bit `i` of a decision is handle `i`).
     pub fn new(
         agg: IntervalAggregator,
         sinks: usize,
         ignore_host: bool,
         epoch: Instant,
-        routes: Arc<CompiledRoutes>,
+        routes: Arc<RoutesCell>,
+        shard: usize,
     ) -> Self {
+        let (table, routes_generation) = routes.load();
+        routes.report(shard, table.version());
         let mut counters = ShardCounters::default();
         counters.sinks.resize(sinks, Default::default());
         Self {
@@ -100,10 +108,30 @@ impl ShardState {
             ignore_host,
             epoch,
             top: TopNames::default(),
-            router: Router::new(routes),
+            router: Router::new(table),
+            routes_cell: routes,
+            shard,
+            routes_generation,
             host: String::new(),
             last_ip: [0xff; 16],
         }
+    }
+
+    /// Switches to the current route table if the control plane installed a new one (one
+    /// atomic load when nothing changed). Counts of the old table are kept by rule name.
+    pub fn refresh_routes(&mut self) {
+        if self.routes_cell.generation() == self.routes_generation {
+            return;
+        }
+        let (table, generation) = self.routes_cell.load();
+        self.routes_cell.report(self.shard, table.version());
+        tracing::info!(
+            shard = self.shard,
+            version = table.version(),
+            "route table installed"
+        );
+        self.router.install(table, &mut self.counters.routes);
+        self.routes_generation = generation;
     }
 
     /// Nanoseconds since the process epoch.

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchyard_core::aggregate::IntervalAggregator;
 use switchyard_core::config::{Config, ListenAddress, Listener as ListenerConfig};
-use switchyard_core::route::{compile, CompiledRoutes};
+use switchyard_core::route::RoutesCell;
 use switchyard_core::telemetry::Telemetry;
 use switchyard_sinks::SinkHandle;
 
@@ -85,12 +85,14 @@ struct ShardSetup {
     flush: FlushConfig,
     io: FlushIo,
     mesh: Option<Mesh>,
-    routes: Arc<CompiledRoutes>,
+    routes: Arc<RoutesCell>,
     http_listener_name: String,
     ready: mpsc::Sender<Result<(), String>>,
 }
 
-/// Starts the shards and waits until all have bound their listeners.
+/// Starts the shards and waits until all have bound their listeners. `routes` holds the
+/// route table (compiled against `cfg.routed_sinks()`, the order of `sinks`); the shards pick
+/// up every table later stored in it.
 ///
 /// # Errors
 /// The first shard that failed to bind or to start.
@@ -101,6 +103,7 @@ pub fn start(
     telemetry: Arc<Telemetry>,
     shutdown: Arc<AtomicBool>,
     seed: u64,
+    routes: Arc<RoutesCell>,
 ) -> Result<Dataplane, StartError> {
     let shards = plan.shards();
     let mesh = (shards > 1).then(|| Mesh::full(shards, 2));
@@ -119,8 +122,8 @@ pub fn start(
             }
         },
     };
-    // Compiled against the routed sinks in the order of the sink handles (`routed_sinks`,
-    // as `spawn_sinks` builds them), so bit `i` of a decision is `sinks[i]`.
+    // The routes are compiled against the routed sinks in the order of the sink handles
+    // (`routed_sinks`, as `spawn_sinks` builds them), so bit `i` of a decision is `sinks[i]`.
     let routed = cfg.routed_sinks();
     if routed.len() != sinks.len() || routed.iter().zip(&sinks).any(|(a, b)| *a != b.name) {
         return Err(StartError::Config(format!(
@@ -128,9 +131,12 @@ pub fn start(
             sinks.iter().map(|s| s.name.as_str()).collect::<Vec<_>>()
         )));
     }
-    let routes = compile(&cfg.route_table(), &routed, &cfg.route_listeners())
-        .map_err(|e| StartError::Config(format!("routes: {e}")))?;
-    let routes = Arc::new(routes);
+    if routes.load().0.sinks() != routed.as_slice() {
+        return Err(StartError::Config(format!(
+            "the route table addresses sinks {:?}, not the routed sinks {routed:?}",
+            routes.load().0.sinks()
+        )));
+    }
     let http = cfg
         .http_addr()
         .map(|a| (a, HttpSettings::from(&cfg.http), keys));
@@ -273,6 +279,7 @@ async fn shard_main(s: ShardSetup) {
         s.ignore_host,
         s.epoch,
         s.routes.clone(),
+        s.shard,
     )));
     let stop = Rc::new(Cell::new(false));
     let ex = executor();

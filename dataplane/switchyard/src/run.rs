@@ -53,6 +53,19 @@ pub fn run(cfg: &Config) -> Result<()> {
     let telemetry = Arc::new(Telemetry::new(plan.shards()));
     let control_state =
         switchyard_control::ControlState::new(cfg, telemetry.clone(), sinks.probes().to_vec())?;
+    // The file's routes, compiled against the routed sinks (the order of the sink handles);
+    // the control plane swaps later tables into the same cell.
+    let routes = switchyard_core::route::compile(
+        &cfg.route_table(),
+        &cfg.routed_sinks(),
+        &cfg.route_listeners(),
+    )
+    .map_err(|e| anyhow::anyhow!("routes: {e}"))?;
+    let routes = Arc::new(switchyard_core::route::RoutesCell::new(
+        Arc::new(routes),
+        plan.shards(),
+    ));
+    let control_state = control_state.with_live_routes(routes.clone());
     let ready = control_state.ready.clone();
     let control = switchyard_control::spawn(cfg.control_addr(), control_state)?;
     let seed: u64 = rand::random();
@@ -63,6 +76,7 @@ pub fn run(cfg: &Config) -> Result<()> {
         telemetry.clone(),
         shutdown.clone(),
         seed,
+        routes,
     )?;
     let listeners: Vec<String> = cfg
         .listeners()

@@ -414,6 +414,7 @@ fn accept(
     let payload = {
         let mut scratch = ctx.scratch.borrow_mut();
         let mut s = st.borrow_mut();
+        s.refresh_routes();
         let ShardState { top, router, .. } = &mut *s;
         let now = switchyard_core::telemetry::top_clock();
         accept_body_with(

@@ -286,3 +286,151 @@ fn statsd_and_http_are_routed_dropped_sampled_and_renamed_per_vendor() {
     let n = got_trial.len();
     assert!((140..=260).contains(&n), "{n} of {LOAD_SERIES} sampled");
 }
+
+const LIVE_ROUTES: &str = r#"
+[[routes]]
+name = "all-to-a"
+to = ["a"]
+
+[[routes]]
+name = "web-to-b"
+match = { name_prefix = "web." }
+to = ["b"]
+
+[[routes]]
+name = "trial-idle"
+match = { name = "never.sent" }
+to = ["trial"]
+"#;
+
+const NEW_TABLE: &str = r#"{"routes": [
+  {"name": "all-to-a", "to": ["a"]},
+  {"name": "trial", "match": {"name_prefix": "load."}, "sample": 0.1, "to": ["trial"]},
+  {"name": "no-web", "match": {"name_prefix": "web."}, "drop": true, "final": true}]}"#;
+
+fn put_routes(sy: &Instance, if_match: &str, body: &str) -> super::harness::RawResponse {
+    let req = format!(
+        "PUT /v1/routes HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nIf-Match: \"{if_match}\"\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    super::harness::http_raw(sy.control, req.as_bytes(), 1).remove(0)
+}
+
+fn load_payload(value: f64, extra: &str) -> String {
+    let mut s: Vec<Value> = (0..LIVE_SERIES)
+        .map(|i| serde_json::json!({"metric": format!("load.h{i}"), "points": [[1_700_000_000, value]], "type": "gauge"}))
+        .collect();
+    s.push(
+        serde_json::json!({"metric": extra, "points": [[1_700_000_000, value]], "type": "gauge"}),
+    );
+    serde_json::json!({ "series": s }).to_string()
+}
+
+const LIVE_SERIES: usize = 400;
+
+#[test]
+fn a_table_put_through_the_api_reaches_every_shard_mid_stream() {
+    let (a, b, trial) = (
+        Vendor::start("datadog", &[]),
+        Vendor::start("datadog", &[]),
+        Vendor::start("datadog", &[]),
+    );
+    let sy = Instance::start(Options {
+        shards: 2,
+        routes: Some(LIVE_ROUTES.into()),
+        ..options(&a, &b, &trial)
+    });
+    let (_, before) = sy.get("/v1/routes");
+    let before: Value = serde_json::from_str(&before).unwrap();
+    let v1 = before["version"].as_str().unwrap().to_string();
+    assert!(v1.starts_with("file-"), "{before}");
+    assert_eq!(before["shards"].as_array().unwrap().len(), 2, "{before}");
+
+    // Before the swap: everything to `a`, web.* to `b` too.
+    post(&sy, "/api/v1/series", &load_payload(1.0, "web.before"));
+
+    // A stale version is refused and changes nothing; the current one is installed.
+    assert_eq!(put_routes(&sy, "nope", NEW_TABLE).status, 412);
+    let r = put_routes(&sy, &v1, NEW_TABLE);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let put: Value = serde_json::from_str(&r.body).unwrap();
+    let v2 = put["version"].as_str().unwrap().to_string();
+    assert_ne!(v1, v2);
+    // Every shard reports the new version (checked about once a second).
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, now) = sy.get("/v1/routes");
+        let now: Value = serde_json::from_str(&now).unwrap();
+        if now["shards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|v| v["version"] == v2.as_str())
+        {
+            assert_eq!(now["version"], v2.as_str());
+            break;
+        }
+        assert!(Instant::now() < until, "shards never ran {v2}: {now}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // After the swap: a 10% fork of load.* to `trial`, web.* dropped.
+    post(&sy, "/api/v1/series", &load_payload(2.0, "web.after"));
+    sy.wait_metric(
+        "switchyard_http_payloads_total{endpoint=\"series_v1\"}",
+        2.0,
+    );
+    sy.wait_metric(
+        "switchyard_sink_dropped_values_total{sink=\"a\",reason=\"route_dropped\"}",
+        1.0,
+    );
+    let cfg = Config::from_toml(&std::fs::read_to_string(sy.dir.join("switchyard.toml")).unwrap())
+        .unwrap();
+    sy.stop();
+
+    // `a`: every load series once per phase (nothing lost or duplicated around the swap),
+    // web.before, not web.after.
+    let sa = wait_points(&a, (2 * LIVE_SERIES + 1) as u64);
+    assert_eq!(sa["points"], 2 * LIVE_SERIES + 1, "{sa:#}");
+    for i in 0..LIVE_SERIES {
+        let m = a.metric(&sa, &format!("load.h{i}"));
+        assert_eq!(
+            (m["points"].as_u64(), m["value_sum"].as_f64()),
+            (Some(2), Some(3.0)),
+            "{m}"
+        );
+    }
+    assert!(sa["metrics"]["web.after"].is_null());
+    // `b`: web.before only.
+    let sb = wait_points(&b, 1);
+    assert_eq!(names(&sb), BTreeSet::from(["web.before".to_string()]));
+    // `trial`: exactly the sampled load series, from the second payload only.
+    let table: switchyard_core::route::RouteTable = serde_json::from_str(NEW_TABLE).unwrap();
+    let routes = compile(&table, &cfg.routed_sinks(), &cfg.route_listeners()).unwrap();
+    let trial_idx = cfg
+        .routed_sinks()
+        .iter()
+        .position(|s| *s == "trial")
+        .unwrap();
+    let http = Input {
+        kind: InputKind::Http,
+        listener: "",
+    };
+    let want: BTreeSet<String> = (0..LIVE_SERIES)
+        .map(|i| format!("load.h{i}"))
+        .filter(|n| {
+            routes
+                .decide(http, n, &[], series_hash(n, [], ""))
+                .sinks
+                .contains(trial_idx)
+        })
+        .collect();
+    let st = wait_points(&trial, want.len() as u64);
+    assert_eq!(names(&st), want);
+    assert_eq!(st["points"], want.len(), "{st:#}");
+    assert!(
+        (15..=70).contains(&want.len()),
+        "{} of {LIVE_SERIES}",
+        want.len()
+    );
+}
