@@ -4,8 +4,9 @@
 //! The cache maps a stable series hash ([`series_hash`]) to an interned [`Decision`]
 //! (distinct decisions are few: one per combination of rules a series can match), so a
 //! series seen before costs one hash lookup. It is bounded ([`CACHE_CAPACITY`] series,
-//! [`MAX_DECISIONS`] distinct decisions): when full it is emptied and refills, and it is
-//! emptied when a new table is installed ([`Router::install`]).
+//! [`MAX_DECISIONS`] distinct decisions): when full it is emptied at the start of the next
+//! batch or payload ([`Router::begin`]) and refills, and it is emptied when a new table is
+//! installed ([`Router::install`]).
 
 use super::compile::CompiledRoutes;
 use super::decide::{DecideScratch, Decision};
@@ -99,6 +100,16 @@ impl Router {
         self.decisions.clear();
     }
 
+    /// Starts a batch or payload: empties the cache if it outgrew its bounds. Decision
+    /// indices from [`Self::decide`] stay valid until the next `begin` or
+    /// [`Self::install`] (the cache is never emptied in between, so it may pass its bounds
+    /// by one batch).
+    pub fn begin(&mut self) {
+        if self.cache.len() >= CACHE_CAPACITY || self.decisions.len() >= MAX_DECISIONS {
+            self.clear_cache();
+        }
+    }
+
     /// A cached decision by index (from [`Self::decide`]).
     pub fn decision(&self, i: u32) -> Option<&Decision> {
         self.decisions.get(i as usize)
@@ -116,9 +127,6 @@ impl Router {
         let d = self
             .routes
             .decide_with(&mut self.scratch, input, name, tags, hash);
-        if self.cache.len() >= CACHE_CAPACITY || self.decisions.len() >= MAX_DECISIONS {
-            self.clear_cache();
-        }
         let i = match self.interned.get(&d) {
             Some(&i) => i,
             None => {
@@ -207,6 +215,7 @@ impl Router {
             kind: InputKind::Statsd,
             listener: "",
         };
+        self.begin();
         let mut per_record = std::mem::take(&mut self.per_record);
         per_record.clear();
         let mut tags: Vec<&str> = Vec::new();
@@ -449,6 +458,24 @@ to = ["trial"]
             .flat_map(|g| g.1.iter().map(|s| s.name()))
             .collect();
         assert_eq!(trial, trial2);
+    }
+
+    #[test]
+    fn indices_stay_valid_within_a_batch_past_the_bounds() {
+        let mut router = Router::new(table("[[routes]]\nname = \"a\"\nto = [\"old\"]\n"));
+        router.decisions = vec![Decision::default(); MAX_DECISIONS];
+        let i = router.decide(
+            Input {
+                kind: InputKind::Http,
+                listener: "",
+            },
+            "m",
+            &[],
+            1,
+        );
+        assert_eq!(router.decision(i).unwrap().sinks, SinkSet(0b10));
+        router.begin();
+        assert!(router.decision(i).is_none(), "emptied at the next batch");
     }
 
     #[test]

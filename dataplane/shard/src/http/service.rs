@@ -416,6 +416,7 @@ fn accept(
         let mut s = st.borrow_mut();
         s.refresh_routes();
         let ShardState { top, router, .. } = &mut *s;
+        router.begin();
         let now = switchyard_core::telemetry::top_clock();
         accept_body_with(
             &mut scratch,
