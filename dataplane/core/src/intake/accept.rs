@@ -327,6 +327,54 @@ mod tests {
         assert!(names.is_empty());
     }
 
+    #[test]
+    fn items_carry_tags_and_host_and_stored_series_read_back() {
+        let mut scratch = IntakeScratch::default();
+        let mut items = Vec::new();
+        let limits = BodyLimits::for_endpoint(Endpoint::SeriesV2, usize::MAX, usize::MAX);
+        let mut wire = fixture("apiclient_v2-series_zstd1.raw-body.zst");
+        let p = accept_body_with(
+            &mut scratch,
+            Endpoint::SeriesV2,
+            Encoding::Zstd,
+            &mut wire,
+            limits,
+            None,
+            |i| {
+                items.push((
+                    i.name.to_string(),
+                    i.tags.len(),
+                    i.host.to_string(),
+                    i.points,
+                ))
+            },
+        )
+        .unwrap();
+        assert_eq!(items.len(), 3);
+        assert_eq!(items[0].0, "system.load.1");
+        assert!(items.iter().any(|i| !i.2.is_empty()), "{items:?}");
+        // The first parse was in place; the stored body parses again to the same series.
+        let mut json = Vec::new();
+        let mut again = Vec::new();
+        let n = for_each_stored_series(&mut scratch, &p, &mut json, |s| {
+            again.push((
+                s.metric.to_string(),
+                s.tags.len(),
+                s.host.unwrap_or("").to_string(),
+                s.points.len() as u64,
+            ));
+        })
+        .unwrap();
+        assert_eq!(n, 3);
+        assert_eq!(again, items);
+        // Other endpoints yield nothing.
+        let ev = IntakePayload::json(Endpoint::Events, b"{}".to_vec(), None, 1, 1);
+        assert_eq!(
+            for_each_stored_series(&mut scratch, &ev, &mut json, |_| panic!("no series")),
+            Ok(0)
+        );
+    }
+
     fn deflate(data: &[u8], zlib: bool) -> Vec<u8> {
         let mut c = libdeflater::Compressor::new(libdeflater::CompressionLvl::default());
         let mut out = vec![0; c.zlib_compress_bound(data.len())];
