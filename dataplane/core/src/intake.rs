@@ -27,6 +27,25 @@ pub mod json;
 pub mod series_v1;
 pub mod series_v2;
 
+/// Parses a v1 or v2 series body in place, chosen by `endpoint`, and calls `f` with each
+/// series as the same borrowed [`DdSeries`](crate::translate::DdSeries) view. Other
+/// endpoints yield nothing (`Ok(0)`).
+///
+/// # Errors
+/// The parser's [`BodyError`].
+pub fn for_each_series(
+    endpoint: crate::egress::Endpoint,
+    body: &mut [u8],
+    buffers: &mut simd_json::Buffers,
+    f: impl FnMut(&crate::translate::DdSeries<'_>),
+) -> Result<usize, BodyError> {
+    match endpoint {
+        crate::egress::Endpoint::SeriesV1 => series_v1::for_each_series(body, buffers, f),
+        crate::egress::Endpoint::SeriesV2 => series_v2::for_each_series(body, buffers, f),
+        _ => Ok(0),
+    }
+}
+
 /// Why a request body was rejected, with the HTTP status the vendor would answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BodyError {

@@ -17,9 +17,8 @@ use crate::SinkError;
 use switchyard_core::config::{SinkConfig, SinkKind};
 use switchyard_core::egress::{Egress, Endpoint, IntakePayload};
 use switchyard_core::encode::datadog_series;
-use switchyard_core::intake::{series_v1, series_v2};
+use switchyard_core::intake;
 use switchyard_core::model::SeriesBatch;
-use switchyard_core::translate::DdSeries;
 
 /// What a sink accepts per delivery call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,28 +188,21 @@ impl AnySink {
             AnySink::Stdout(s) => (&mut s.scratch, &mut s.buf),
             _ => return,
         };
-        let v2 = match p.endpoint {
-            Endpoint::SeriesV1 => false,
-            Endpoint::SeriesV2 => true,
-            _ => {
-                return ctx.drop_once_logged(
-                    DropReason::Unsupported,
-                    p.points,
-                    &format!(
-                        "{} payloads are not written by file or stdout sinks",
-                        p.endpoint.label()
-                    ),
-                )
-            }
-        };
+        if !matches!(p.endpoint, Endpoint::SeriesV1 | Endpoint::SeriesV2) {
+            return ctx.drop_once_logged(
+                DropReason::Unsupported,
+                p.points,
+                &format!(
+                    "{} payloads are not written by file or stdout sinks",
+                    p.endpoint.label()
+                ),
+            );
+        }
         buf.clear();
         let parsed = scratch.load_payload(p).and_then(|(body, buffers)| {
-            let write = |s: &DdSeries<'_>| datadog_series::write_dd_series(buf, s);
-            if v2 {
-                series_v2::for_each_series(body, buffers, write)
-            } else {
-                series_v1::for_each_series(body, buffers, write)
-            }
+            intake::for_each_series(p.endpoint, body, buffers, |s| {
+                datadog_series::write_dd_series(buf, s)
+            })
         });
         if let Err(e) = parsed {
             tracing::error!(sink = ctx.name, error = %e, "invalid series payload: dropping it");

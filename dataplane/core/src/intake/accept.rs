@@ -11,7 +11,7 @@
 //! else the JSON (identity, zstd, raw deflate, or a stream with bytes after it).
 
 use super::decompress::{BodyDecoder, Encoding};
-use super::{check_run, distribution_points, events, series_v1, series_v2, BodyError};
+use super::{check_run, distribution_points, events, BodyError};
 use crate::egress::{ApiKey, BodyFormat, Endpoint, IntakePayload, StoredBody};
 use crate::translate::DdSeries;
 
@@ -134,18 +134,9 @@ pub fn accept_body_with(
         },
     };
     let (series, points) = match endpoint {
-        Endpoint::SeriesV1 => {
+        Endpoint::SeriesV1 | Endpoint::SeriesV2 => {
             let mut points = 0u64;
-            let n = series_v1::for_each_series(decoded, buffers, |s| {
-                let p = s.points.len() as u64;
-                points += p;
-                on_item(&series_item(s, p));
-            })?;
-            (n as u64, points)
-        }
-        Endpoint::SeriesV2 => {
-            let mut points = 0u64;
-            let n = series_v2::for_each_series(decoded, buffers, |s| {
+            let n = super::for_each_series(endpoint, decoded, buffers, |s| {
                 let p = s.points.len() as u64;
                 points += p;
                 on_item(&series_item(s, p));
@@ -214,11 +205,7 @@ pub fn for_each_stored_series(
 ) -> Result<usize, BodyError> {
     let IntakeScratch { decoder, buffers } = scratch;
     payload.json_into(decoder, json)?;
-    match payload.endpoint {
-        Endpoint::SeriesV1 => series_v1::for_each_series(json, buffers, f),
-        Endpoint::SeriesV2 => series_v2::for_each_series(json, buffers, f),
-        _ => Ok(0),
-    }
+    super::for_each_series(payload.endpoint, json, buffers, f)
 }
 
 #[cfg(test)]

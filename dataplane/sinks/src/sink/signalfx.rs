@@ -26,7 +26,7 @@ use crate::SinkError;
 use std::time::{SystemTime, UNIX_EPOCH};
 use switchyard_core::config::{SfxEncoding, SignalfxSettings};
 use switchyard_core::egress::{Egress, Endpoint, IntakePayload};
-use switchyard_core::intake::{check_run, series_v1, series_v2, BodyError};
+use switchyard_core::intake::{self, check_run, BodyError};
 use switchyard_core::translate::{DdSeries, TranslateConfig, Translator};
 
 /// Posts translated datapoints to a SignalFx-compatible endpoint.
@@ -128,12 +128,11 @@ impl SignalfxSink {
         };
         let mut accounted = 0;
         let parsed: Result<usize, BodyError> = match p.endpoint {
-            Endpoint::SeriesV1 => series_v1::for_each_series(body, buffers, |s| {
-                accounted += self.add(s, ctx);
-            }),
-            Endpoint::SeriesV2 => series_v2::for_each_series(body, buffers, |s| {
-                accounted += self.add(s, ctx);
-            }),
+            Endpoint::SeriesV1 | Endpoint::SeriesV2 => {
+                intake::for_each_series(p.endpoint, body, buffers, |s| {
+                    accounted += self.add(s, ctx);
+                })
+            }
             Endpoint::CheckRun => {
                 let now = SystemTime::now()
                     .duration_since(UNIX_EPOCH)
