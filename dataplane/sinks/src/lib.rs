@@ -39,7 +39,8 @@
 //! - `switchyard_sink_received_total{kind="batch"|"payload"}`: items taken off the queue;
 //!   `switchyard_sink_received_values_total` (points), `switchyard_sink_received_series_total`;
 //! - `switchyard_sink_delivered_values_total`;
-//! - `switchyard_sink_dropped_values_total{reason=queue_full|retries_exhausted|fatal|shutdown|translation|rejected|unsupported|no_api_key}`;
+//! - `switchyard_sink_dropped_values_total{reason=retries_exhausted|fatal|shutdown|translation|rejected|unsupported|no_api_key}`
+//!   (counted here) and `reason=queue_full|route_dropped|sampled_out` (counted by the shards);
 //! - `switchyard_sink_requests_total{outcome=success|retryable|rejected|error}` (HTTP
 //!   attempts: 2xx; 5xx/408/429; other statuses; no response);
 //! - `switchyard_sink_request_duration_seconds` histogram (`_bucket{le}`, `_sum`, `_count`;
