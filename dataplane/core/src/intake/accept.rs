@@ -416,48 +416,35 @@ mod tests {
             }
         );
         let mut scratch = IntakeScratch::default();
-        let mut big = vec![b' '; 600];
+        let mut refuse = |ep: Endpoint, mut body: Vec<u8>, limits: BodyLimits| {
+            accept_body(
+                &mut scratch,
+                ep,
+                Encoding::Identity,
+                &mut body,
+                limits,
+                None,
+                |_, _| {},
+            )
+            .unwrap_err()
+        };
         let small = BodyLimits {
             compressed: 500,
             decompressed: 1000,
         };
-        let e = accept_body(
-            &mut scratch,
-            Endpoint::SeriesV1,
-            Encoding::Identity,
-            &mut big,
-            small,
-            None,
-            |_, _| {},
-        )
-        .unwrap_err();
-        assert_eq!(e.status(), 413);
+        assert_eq!(
+            refuse(Endpoint::SeriesV1, vec![b' '; 600], small).status(),
+            413
+        );
         // A v1 body on the v2 endpoint is a 400 naming the field.
-        let mut v1 = fixture("apiclient_v1-series_gzip.json");
-        let e = accept_body(
-            &mut scratch,
-            Endpoint::SeriesV2,
-            Encoding::Identity,
-            &mut v1,
-            l,
-            None,
-            |_, _| {},
-        )
-        .unwrap_err();
+        let v1 = fixture("apiclient_v1-series_gzip.json");
+        let e = refuse(Endpoint::SeriesV2, v1, l);
         assert_eq!(e.status(), 400);
         assert!(e.to_string().contains("series[0]"), "{e}");
         // A nesting bomb is refused, not parsed.
-        let mut deep = vec![b'['; 100_000];
-        let e = accept_body(
-            &mut scratch,
-            Endpoint::CheckRun,
-            Encoding::Identity,
-            &mut deep,
-            l,
-            None,
-            |_, _| {},
-        )
-        .unwrap_err();
-        assert_eq!(e.status(), 400);
+        assert_eq!(
+            refuse(Endpoint::CheckRun, vec![b'['; 100_000], l).status(),
+            400
+        );
     }
 }
