@@ -22,7 +22,7 @@ pub const REDACTED: &str = "<redacted>";
 
 /// The handler.
 pub async fn handler(State(st): State<ControlState>) -> Response {
-    match serde_json::to_value(st.config.as_ref()) {
+    match serde_json::to_value(st.config().as_ref()) {
         Ok(mut v) => {
             redact(&mut v);
             Json(v).into_response()

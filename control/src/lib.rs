@@ -38,10 +38,10 @@ use axum::{Json, Router};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use switchyard_core::config::Config;
 use switchyard_core::telemetry::Telemetry;
-use switchyard_sinks::SinkProbe;
+use switchyard_sinks::{SinkRuntime, SinkSlots};
 use tokio::sync::oneshot;
 
 /// Largest request body any endpoint accepts (413 beyond).
@@ -52,13 +52,14 @@ pub const MAX_BODY_BYTES: usize = 1 << 20;
 pub struct ControlState {
     /// Counters published by the shards.
     pub telemetry: Arc<Telemetry>,
-    /// Sink views.
-    pub sinks: Vec<SinkProbe>,
+    /// The sink slots (their probes feed the ledger and the metrics).
+    pub sinks: Arc<SinkSlots>,
     /// Set by the process once the dataplane's listeners are bound (and cleared when it
     /// starts shutting down): the first half of `GET /readyz`.
     pub ready: Arc<AtomicBool>,
-    /// The configuration the process runs (for `GET /v1/config` and `[control]` settings).
-    pub config: Arc<Config>,
+    /// The configuration the process runs (for `GET /v1/config` and `[control]` settings),
+    /// replaced by a reload; read it with [`ControlState::config`].
+    config: Arc<RwLock<Arc<Config>>>,
     /// The bearer token mutating endpoints require, if one is configured.
     pub token: Option<auth::Token>,
     /// Whether the control listener is a loopback address (without a token, mutating
@@ -66,9 +67,11 @@ pub struct ControlState {
     pub loopback_listener: bool,
     /// The route tables behind `/v1/routes`.
     pub routes: routes::Routes,
-    /// Where accepted route tables are persisted (`routes.json`, written atomically). `None`
-    /// skips persistence: there is no top-level `state_dir` setting yet.
+    /// Where accepted route tables are persisted (`routes.json`, written atomically): the
+    /// top-level `state_dir`. `None` skips persistence.
     pub state_dir: Option<PathBuf>,
+    /// The live backend, for reloads (set by [`ControlState::with_live_routes`]).
+    live: Option<Arc<routes::ShardRoutes>>,
     /// Whether the backend's tables reach the dataplane (set by
     /// [`ControlState::with_live_routes`]). When `false`, `PUT /v1/routes` answers 501 after
     /// validating, so nobody believes a change is live when it is not.
@@ -86,7 +89,7 @@ impl ControlState {
     pub fn new(
         cfg: &Config,
         telemetry: Arc<Telemetry>,
-        sinks: Vec<SinkProbe>,
+        sinks: Arc<SinkSlots>,
     ) -> Result<Self, ControlError> {
         let token = auth::Token::load(&cfg.control).map_err(ControlError::Token)?;
         let shards = telemetry.shards();
@@ -94,13 +97,31 @@ impl ControlState {
             telemetry,
             sinks,
             ready: Arc::new(AtomicBool::new(false)),
-            config: Arc::new(cfg.clone()),
+            config: Arc::new(RwLock::new(Arc::new(cfg.clone()))),
             token,
             loopback_listener: cfg.control_addr().ip().is_loopback(),
             routes: routes::Routes::new(Arc::new(routes::MemoryRoutes::from_config(cfg, shards))),
-            state_dir: None,
+            state_dir: cfg.state_dir.clone(),
+            live: None,
             live_routes: false,
         })
+    }
+
+    /// Replaces the configuration shown by `GET /v1/config` and read for `[control]`
+    /// settings (the token and listener stay as they were built).
+    pub fn set_config(&self, cfg: Config) {
+        *self
+            .config
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(cfg);
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> Arc<Config> {
+        self.config
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 }
 
@@ -109,10 +130,96 @@ impl ControlState {
     /// `cell`, which every shard picks up, and `GET /v1/routes` reports the version each
     /// shard runs. Sets `live_routes`.
     pub fn with_live_routes(mut self, cell: Arc<switchyard_core::route::RoutesCell>) -> Self {
-        self.routes = routes::Routes::new(Arc::new(routes::ShardRoutes::new(&self.config, cell)));
+        let live = Arc::new(routes::ShardRoutes::new(
+            &self.config(),
+            cell,
+            self.sinks.clone(),
+        ));
+        self.routes = routes::Routes::new(live.clone());
+        self.live = Some(live);
         self.live_routes = true;
         self
     }
+
+    /// Applies a re-read config file (SIGHUP): its sinks and, if they changed, its routes
+    /// (see [`routes::ShardRoutes::reload`]), serialised with `PUT /v1/routes`. Other
+    /// sections need a restart: the returned report names those that differ.
+    ///
+    /// # Errors
+    /// Why nothing changed.
+    pub fn reload(&self, cfg: &Config, sinks: &SinkRuntime) -> Result<Reload, String> {
+        let Some(live) = &self.live else {
+            return Err("routes are not live in this process".into());
+        };
+        let _guard = self.routes.lock();
+        let old = self.config();
+        let applied = live.reload(cfg, sinks, &old.route_table().version)?;
+        let restart_needed = restart_sections(&old, cfg);
+        // What is in force now: the new sinks and routes, the old everything else.
+        let mut now = (*old).clone();
+        now.sinks = cfg.sinks.clone();
+        now.routes = cfg.routes.clone();
+        self.set_config(now);
+        Ok(Reload {
+            applied,
+            restart_needed,
+        })
+    }
+}
+
+/// What a reload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reload {
+    /// Sinks and routes applied.
+    pub applied: routes::Reloaded,
+    /// Sections of the file that differ from those running and need a restart.
+    pub restart_needed: Vec<&'static str>,
+}
+
+/// The top-level sections, other than `sinks` and `routes`, in which `a` and `b` differ.
+fn restart_sections(a: &Config, b: &Config) -> Vec<&'static str> {
+    let differs = |x: serde_json::Result<serde_json::Value>, y| match (x, y) {
+        (Ok(x), Ok(y)) => x != y,
+        _ => true,
+    };
+    let mut out = Vec::new();
+    let pairs: [(
+        &'static str,
+        serde_json::Result<serde_json::Value>,
+        serde_json::Result<serde_json::Value>,
+    ); 5] = [
+        (
+            "shards",
+            serde_json::to_value(&a.shards),
+            serde_json::to_value(&b.shards),
+        ),
+        (
+            "statsd",
+            serde_json::to_value(&a.statsd),
+            serde_json::to_value(&b.statsd),
+        ),
+        (
+            "http",
+            serde_json::to_value(&a.http),
+            serde_json::to_value(&b.http),
+        ),
+        (
+            "control",
+            serde_json::to_value(&a.control),
+            serde_json::to_value(&b.control),
+        ),
+        (
+            "state_dir",
+            serde_json::to_value(&a.state_dir),
+            serde_json::to_value(&b.state_dir),
+        ),
+    ];
+    for (name, x, y) in pairs {
+        if differs(x, y) {
+            out.push(name);
+        }
+    }
+    out
 }
 
 /// Errors starting the control plane.
@@ -174,7 +281,7 @@ pub fn router(state: ControlState) -> Router {
 }
 
 async fn metrics_handler(State(st): State<ControlState>) -> impl IntoResponse {
-    let body = metrics::render(&st.telemetry, &st.sinks);
+    let body = metrics::render(&st.telemetry, &st.sinks.probes());
     (
         [(
             header::CONTENT_TYPE,

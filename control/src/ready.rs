@@ -39,15 +39,18 @@ pub async fn handler(State(st): State<ControlState>) -> Response {
 
 /// Whether the process is ready, and the body that explains it.
 pub fn readiness(st: &ControlState) -> (bool, serde_json::Value) {
-    let threshold = st.config.control.unhealthy_after_failures;
+    let threshold = st.config().control.unhealthy_after_failures;
     let dataplane = st.ready.load(Ordering::Relaxed);
     let mut errors = Vec::new();
     if !dataplane {
         errors.push("dataplane: listeners not bound yet (starting) or shutting down".to_string());
     }
-    let sinks: Vec<serde_json::Value> = st
-        .sinks
+    // Removed sinks (a reload took them out of the config) no longer count.
+    let slots = st.sinks.snapshot();
+    let sinks: Vec<serde_json::Value> = slots
         .iter()
+        .filter(|s| s.handle.is_some())
+        .map(|s| &s.probe)
         .map(|p| {
             let failures = SinkStats::get(&p.stats.consecutive_failures);
             let healthy = failures < threshold;

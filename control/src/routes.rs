@@ -24,7 +24,7 @@ pub mod persist;
 mod shards;
 
 pub use memory::MemoryRoutes;
-pub use shards::ShardRoutes;
+pub use shards::{startup_table, Reloaded, ShardRoutes};
 
 use crate::{auth, errors, ControlState};
 use axum::body::Bytes;
@@ -97,6 +97,13 @@ impl Routes {
     /// The backend.
     pub fn backend(&self) -> &dyn RouteBackend {
         self.backend.as_ref()
+    }
+
+    /// Takes the lock that serialises changes (`PUT`s and reloads).
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.put_lock
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -177,11 +184,7 @@ pub async fn put_handler(State(st): State<ControlState>, req: Request) -> Respon
     };
     let backend = st.routes.backend();
     // One PUT at a time: the version check, the write and the swap are one step.
-    let _guard = st
-        .routes
-        .put_lock
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _guard = st.routes.lock();
     let before = backend.current();
     if !wanted.contains(&before.version) {
         return errors(
@@ -203,9 +206,10 @@ pub async fn put_handler(State(st): State<ControlState>, req: Request) -> Respon
             vec!["the table is valid, but this version's dataplane does not apply live route changes yet: edit [[routes]] in the config file and restart".into()],
         );
     }
+    let file_version = st.config().route_table().version;
     let persisted = match &st.state_dir {
         Some(dir) => {
-            if let Err(e) = persist::store(dir, &table) {
+            if let Err(e) = persist::store(dir, &table, &file_version) {
                 tracing::error!(error = %e, dir = %dir.display(), "persisting the route table");
                 return errors(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -223,7 +227,7 @@ pub async fn put_handler(State(st): State<ControlState>, req: Request) -> Respon
                 version: before.version.clone(),
                 routes: before.routes.clone(),
             };
-            if let Err(pe) = persist::store(dir, &prev) {
+            if let Err(pe) = persist::store(dir, &prev, &file_version) {
                 tracing::error!(error = %pe, "restoring the persisted route table");
             }
         }

@@ -41,9 +41,9 @@ pub async fn stats_handler(State(st): State<ControlState>) -> Response {
 
 /// The `/v1/stats` document.
 pub fn snapshot(st: &ControlState) -> serde_json::Value {
-    let ledger = crate::ledger::ledgers(&st.telemetry, &st.sinks);
+    let ledger = crate::ledger::ledgers(&st.telemetry, &st.sinks.probes());
     let mut metrics = serde_json::Map::new();
-    for f in crate::metrics::collect(&st.telemetry, &st.sinks) {
+    for f in crate::metrics::collect(&st.telemetry, &st.sinks.probes()) {
         for s in f.samples {
             let labels: serde_json::Map<String, serde_json::Value> = s
                 .labels

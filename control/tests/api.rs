@@ -53,8 +53,8 @@ fn api(token: Option<&str>, loopback: bool) -> Api {
     // tests never touch process-wide state.
     let mut cfg_no_token = cfg.clone();
     cfg_no_token.control.token_env = None;
-    let mut st = ControlState::new(&cfg_no_token, telemetry, sinks.probes().to_vec()).unwrap();
-    st.config = Arc::new(cfg);
+    let mut st = ControlState::new(&cfg_no_token, telemetry, sinks.slots()).unwrap();
+    st.set_config(cfg);
     st.token = token.map(|t| Token::new(t.as_bytes()).unwrap());
     st.loopback_listener = loopback;
     st.state_dir = Some(dir.clone());
@@ -184,7 +184,7 @@ async fn put_with_the_token_and_current_version_replaces_and_persists_the_table(
     );
     let saved = persist::load(&a.dir).unwrap().unwrap();
     assert_eq!(
-        (saved.version, saved.routes),
+        (saved.table.version, saved.table.routes),
         (after.clone(), v["routes"].clone())
     );
 
@@ -200,7 +200,7 @@ async fn put_with_the_token_and_current_version_replaces_and_persists_the_table(
     assert_eq!(r.status, StatusCode::PRECONDITION_FAILED, "{}", r.text);
     assert!(r.json()["errors"][0].as_str().unwrap().contains(&after));
     assert_eq!(a.version().await, after);
-    assert_eq!(persist::load(&a.dir).unwrap().unwrap().version, after);
+    assert_eq!(persist::load(&a.dir).unwrap().unwrap().table.version, after);
 }
 
 #[tokio::test]
@@ -458,7 +458,12 @@ async fn readyz_needs_the_dataplane_and_healthy_sinks() {
     assert_eq!(r.json()["sinks"].as_array().unwrap().len(), 2);
 
     // Five failed attempts in a row (the default threshold) make a sink unhealthy.
-    let old = a.st.sinks.iter().find(|p| p.name == "old").unwrap();
+    let old =
+        a.st.sinks
+            .probes()
+            .into_iter()
+            .find(|p| p.name == "old")
+            .unwrap();
     SinkStats::add(&old.stats.consecutive_failures, 4);
     assert_eq!(a.get("/readyz").await.status, StatusCode::OK);
     SinkStats::add(&old.stats.consecutive_failures, 1);
@@ -496,7 +501,12 @@ fn prometheus(text: &str) -> Vec<(String, f64)> {
 #[tokio::test]
 async fn stats_json_carries_every_prometheus_series_and_the_ledger() {
     let a = api(Some(TOKEN), true);
-    let old = a.st.sinks.iter().find(|p| p.name == "old").unwrap();
+    let old =
+        a.st.sinks
+            .probes()
+            .into_iter()
+            .find(|p| p.name == "old")
+            .unwrap();
     SinkStats::add(&old.stats.values_received, 10);
     SinkStats::add(&old.stats.values_delivered, 6);
     old.stats

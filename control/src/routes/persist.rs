@@ -1,10 +1,12 @@
 //! Persisting accepted route tables: `<state_dir>/routes.json`, `{"version": "...",
-//! "routes": [...]}`, replaced atomically (written to a temporary file in the same directory,
-//! fsynced, renamed over the old one, then the directory fsynced), so a crash leaves either
-//! the old table or the new one, never a torn file.
+//! "routes": [...], "file_version": "..."}`, replaced atomically (written to a temporary file
+//! in the same directory, fsynced, renamed over the old one, then the directory fsynced), so
+//! a crash leaves either the old table or the new one, never a torn file.
 //!
-//! [`load`] reads it back at start. Deciding whether it wins over the config file's routes
-//! (it should until the file's routes change) is the caller's.
+//! `file_version` is the version of the config file's `[[routes]]` when the table was
+//! accepted: at start the persisted table wins over the file's routes only while they are
+//! still that version ([`initial`]), so editing the file's routes takes effect at the next
+//! restart or SIGHUP.
 
 use super::Validated;
 use std::io::{Read, Write};
@@ -21,13 +23,27 @@ pub fn path(dir: &Path) -> PathBuf {
     dir.join(FILE)
 }
 
-/// Writes `table` atomically (creating `dir` if needed).
+/// A table read back from the state directory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Persisted {
+    /// The table.
+    pub table: Validated,
+    /// The version of the file's routes when it was accepted (absent in older files).
+    pub file_version: Option<String>,
+}
+
+/// Writes `table`, accepted while the file's routes were `file_version`, atomically
+/// (creating `dir` if needed).
 ///
 /// # Errors
 /// Any I/O error; the previous file is then untouched.
-pub fn store(dir: &Path, table: &Validated) -> std::io::Result<()> {
+pub fn store(dir: &Path, table: &Validated, file_version: &str) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    let doc = serde_json::json!({"version": table.version, "routes": table.routes});
+    let doc = serde_json::json!({
+        "version": table.version,
+        "routes": table.routes,
+        "file_version": file_version,
+    });
     let tmp = dir.join(format!(".{FILE}.tmp-{}", std::process::id()));
     let written = (|| {
         let mut f = std::fs::File::create(&tmp)?;
@@ -46,7 +62,7 @@ pub fn store(dir: &Path, table: &Validated) -> std::io::Result<()> {
 ///
 /// # Errors
 /// An I/O error, or `InvalidData` when the file is not a persisted table.
-pub fn load(dir: &Path) -> std::io::Result<Option<Validated>> {
+pub fn load(dir: &Path) -> std::io::Result<Option<Persisted>> {
     let f = match std::fs::File::open(path(dir)) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -60,14 +76,53 @@ pub fn load(dir: &Path) -> std::io::Result<Option<Validated>> {
         serde_json::from_slice(&text).map_err(|e| bad(&format!("{FILE}: {e}")))?;
     match (v.get("version"), v.get("routes")) {
         (Some(serde_json::Value::String(version)), Some(routes @ serde_json::Value::Array(_))) => {
-            Ok(Some(Validated {
-                version: version.clone(),
-                routes: routes.clone(),
+            Ok(Some(Persisted {
+                table: Validated {
+                    version: version.clone(),
+                    routes: routes.clone(),
+                },
+                file_version: v
+                    .get("file_version")
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_string),
             }))
         }
         _ => Err(bad(&format!(
             "{FILE}: expected {{\"version\": \"...\", \"routes\": [...]}}"
         ))),
+    }
+}
+
+/// The table to start with: the persisted one when `dir` holds one accepted while the
+/// file's routes were `file_version` (the file has not changed since), else `None` (the
+/// file's routes win), with a line for the log saying which and why.
+pub fn initial(dir: Option<&Path>, file_version: &str) -> (Option<Validated>, String) {
+    let Some(dir) = dir else {
+        return (None, "no state_dir: starting with the file's routes".into());
+    };
+    match load(dir) {
+        Ok(None) => (None, "no persisted table: starting with the file's routes".into()),
+        Ok(Some(p)) if p.file_version.as_deref() == Some(file_version) => {
+            let why = format!(
+                "starting with the persisted table {} (the file's routes are unchanged since it was accepted)",
+                p.table.version
+            );
+            (Some(p.table), why)
+        }
+        Ok(Some(p)) => (
+            None,
+            format!(
+                "the file's routes changed since the persisted table {} was accepted: starting with the file's ({file_version})",
+                p.table.version
+            ),
+        ),
+        Err(e) => (
+            None,
+            format!(
+                "{}: {e}: starting with the file's routes",
+                path(dir).display()
+            ),
+        ),
     }
 }
 
@@ -84,14 +139,24 @@ mod tests {
             version: "a".into(),
             routes: serde_json::json!([{"name": "r", "to": ["s"]}]),
         };
-        store(&dir, &a).unwrap();
-        assert_eq!(load(&dir).unwrap(), Some(a));
+        store(&dir, &a, "file-1").unwrap();
+        assert_eq!(load(&dir).unwrap().unwrap().table, a);
         let b = Validated {
             version: "b".into(),
             routes: serde_json::json!([]),
         };
-        store(&dir, &b).unwrap();
-        assert_eq!(load(&dir).unwrap(), Some(b));
+        store(&dir, &b, "file-1").unwrap();
+        assert_eq!(
+            load(&dir).unwrap(),
+            Some(Persisted {
+                table: b.clone(),
+                file_version: Some("file-1".into())
+            })
+        );
+        // The persisted table wins while the file's routes are unchanged.
+        assert_eq!(initial(Some(&dir), "file-1").0, Some(b));
+        assert_eq!(initial(Some(&dir), "file-2").0, None);
+        assert_eq!(initial(None, "file-1").0, None);
         let names: Vec<_> = std::fs::read_dir(&dir)
             .unwrap()
             .map(|e| e.unwrap().file_name())

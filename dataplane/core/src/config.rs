@@ -45,6 +45,10 @@ impl ConfigError {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// Where state that must survive a restart lives (the persisted route table); `None`:
+    /// nothing is persisted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_dir: Option<std::path::PathBuf>,
     /// Dataplane shards.
     #[serde(default)]
     pub shards: ShardsConfig,
@@ -769,6 +773,9 @@ impl Config {
             }
         }
         for (name, s) in &self.sinks {
+            if name.is_empty() {
+                return err("sinks".into(), "a sink name must not be empty".into());
+            }
             if let Err((k, m)) = validate_sink(s) {
                 return err(format!("sinks.{name}{k}"), m);
             }
@@ -870,6 +877,11 @@ impl Config {
             v.push(&self.http.listen);
         }
         v
+    }
+
+    /// Names of every configured sink, sorted: the order of the sink slots at start.
+    pub fn sink_names(&self) -> Vec<&str> {
+        self.sinks.keys().map(String::as_str).collect()
     }
 
     /// Names of the sinks the routes send to, in a stable order, without duplicates.

@@ -32,7 +32,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use switchyard_core::aggregate::{OwnerStore, Partials};
 use switchyard_core::model::SeriesBatch;
 use switchyard_core::telemetry::Telemetry;
-use switchyard_sinks::SinkHandle;
 
 /// One shard's partials for one owner, for one round.
 #[derive(Debug)]
@@ -66,8 +65,6 @@ pub struct FlushConfig {
 /// Everything shared with the outside world.
 #[derive(Debug)]
 pub struct FlushIo {
-    /// Routed sinks.
-    pub sinks: Vec<SinkHandle>,
     /// The telemetry board.
     pub telemetry: Arc<Telemetry>,
     /// Set by the process on SIGTERM/SIGINT.
@@ -136,7 +133,7 @@ pub async fn run(
                 ingest::drain(l, &mut s);
             }
         }
-        let everyone_done = flush_round(&cfg, &io, &st, &mut store, peers.as_ref(), last).await;
+        let everyone_done = flush_round(&cfg, &st, &mut store, peers.as_ref(), last).await;
         publish(&io, &cfg, &st);
         last_publish = Instant::now();
         if last && everyone_done {
@@ -165,7 +162,6 @@ fn publish(io: &FlushIo, cfg: &FlushConfig, st: &Rc<RefCell<ShardState>>) {
 /// part as the last.
 async fn flush_round(
     cfg: &FlushConfig,
-    io: &FlushIo,
     st: &Rc<RefCell<ShardState>>,
     store: &mut OwnerStore,
     peers: Option<&(Senders<Exchange>, Receivers<Exchange>)>,
@@ -216,6 +212,7 @@ async fn flush_round(
     let ShardState {
         counters: c,
         router,
+        sinks,
         ..
     } = &mut *s;
     if !batch.is_empty() {
@@ -223,7 +220,7 @@ async fn flush_round(
         for (set, part) in routed.groups {
             let values = part.len() as u64;
             for i in set.iter() {
-                let (Some(sink), Some(sc)) = (io.sinks.get(i), c.sinks.get_mut(i)) else {
+                let (Some(Some(sink)), Some(sc)) = (sinks.get(i), c.sinks.get_mut(i)) else {
                     continue;
                 };
                 match sink

@@ -109,8 +109,8 @@ pub async fn serve(
             "HTTP connections still open at shutdown: closing them unanswered"
         );
     }
-    // Connections still open hold the context: they must not keep the sink queues open.
-    ctx.sinks.borrow_mut().clear();
+    // Connections still open hold the shard state: they must not keep the sink queues open.
+    st.borrow_mut().close_sinks();
 }
 
 async fn connection(

@@ -22,6 +22,7 @@ use switchyard_core::statsd::{
     lines, lines_str, parse_message, parse_message_str, LineError, Message,
 };
 use switchyard_core::telemetry::{ShardCounters, StatsdCounters, TopNames};
+use switchyard_sinks::{SinkHandle, SinkSlots};
 
 /// A shard's socket for one listener.
 #[derive(Debug)]
@@ -78,8 +79,13 @@ pub struct ShardState {
     pub top: TopNames,
     /// The routes: decision cache, per-route counts.
     pub router: Router,
-    /// Where a new route table comes from, this shard's index in it, and the generation
-    /// the router runs.
+    /// This shard's producer handles, by sink slot (bit `i` of a decision is `sinks[i]`;
+    /// `None` for a removed sink). Taken with every route table; emptied at shutdown.
+    pub sinks: Vec<Option<SinkHandle>>,
+    sinks_closed: bool,
+    /// Where new route tables and sink slots come from, this shard's index, and the
+    /// generation the router runs.
+    slots: Arc<SinkSlots>,
     routes_cell: Arc<RoutesCell>,
     shard: usize,
     routes_generation: u64,
@@ -88,20 +94,21 @@ pub struct ShardState {
 }
 
 impl ShardState {
-    /// New state for shard `shard`. The tables in `routes` must be compiled against the
-    /// sink list the shard's sink handles follow (bit `i` of a decision is handle `i`).
+    /// New state for shard `shard`. The tables in `routes` are compiled against `slots`'
+    /// route names (bit `i` of a decision is slot `i`).
     pub fn new(
         agg: IntervalAggregator,
-        sinks: usize,
+        slots: Arc<SinkSlots>,
         ignore_host: bool,
         epoch: Instant,
         routes: Arc<RoutesCell>,
         shard: usize,
     ) -> Self {
+        let sinks = slots.handles();
         let (table, routes_generation) = routes.load();
         routes.report(shard, table.version());
         let mut counters = ShardCounters::default();
-        counters.sinks.resize(sinks, Default::default());
+        counters.sinks.resize(sinks.len(), Default::default());
         Self {
             agg,
             counters,
@@ -109,6 +116,9 @@ impl ShardState {
             epoch,
             top: TopNames::default(),
             router: Router::new(table),
+            sinks,
+            sinks_closed: false,
+            slots,
             routes_cell: routes,
             shard,
             routes_generation,
@@ -118,10 +128,19 @@ impl ShardState {
     }
 
     /// Switches to the current route table if the control plane installed a new one (one
-    /// atomic load when nothing changed). Counts of the old table are kept by rule name.
+    /// atomic load when nothing changed), with the sink slots it addresses (published
+    /// before the table). Counts of the old table are kept by rule name.
     pub fn refresh_routes(&mut self) {
         if self.routes_cell.generation() == self.routes_generation {
             return;
+        }
+        if !self.sinks_closed {
+            self.sinks = self.slots.handles();
+            if self.counters.sinks.len() < self.sinks.len() {
+                self.counters
+                    .sinks
+                    .resize(self.sinks.len(), Default::default());
+            }
         }
         let (table, generation) = self.routes_cell.load();
         self.routes_cell.report(self.shard, table.version());
@@ -132,6 +151,18 @@ impl ShardState {
         );
         self.router.install(table, &mut self.counters.routes);
         self.routes_generation = generation;
+    }
+
+    /// Drops this shard's sink handles for good (shutdown), so the queues close once every
+    /// shard has.
+    pub fn close_sinks(&mut self) {
+        self.sinks.clear();
+        self.sinks_closed = true;
+    }
+
+    /// Whether [`Self::close_sinks`] ran.
+    pub fn sinks_closed(&self) -> bool {
+        self.sinks_closed
     }
 
     /// Nanoseconds since the process epoch.

@@ -23,7 +23,7 @@ use switchyard_core::aggregate::IntervalAggregator;
 use switchyard_core::config::{Config, ListenAddress, Listener as ListenerConfig};
 use switchyard_core::route::RoutesCell;
 use switchyard_core::telemetry::Telemetry;
-use switchyard_sinks::SinkHandle;
+use switchyard_sinks::SinkSlots;
 
 /// Why the dataplane did not start.
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +84,7 @@ struct ShardSetup {
     epoch: Instant,
     flush: FlushConfig,
     io: FlushIo,
+    slots: Arc<SinkSlots>,
     mesh: Option<Mesh>,
     routes: Arc<RoutesCell>,
     http_listener_name: String,
@@ -91,15 +92,15 @@ struct ShardSetup {
 }
 
 /// Starts the shards and waits until all have bound their listeners. `routes` holds the
-/// route table (compiled against `cfg.routed_sinks()`, the order of `sinks`); the shards pick
-/// up every table later stored in it.
+/// route table (compiled against `sinks`' route names); the shards pick up every table later
+/// stored in it, with the sink slots published before it.
 ///
 /// # Errors
 /// The first shard that failed to bind or to start.
 pub fn start(
     cfg: &Config,
     plan: &Plan,
-    sinks: Vec<SinkHandle>,
+    sinks: Arc<SinkSlots>,
     telemetry: Arc<Telemetry>,
     shutdown: Arc<AtomicBool>,
     seed: u64,
@@ -122,18 +123,12 @@ pub fn start(
             }
         },
     };
-    // The routes are compiled against the routed sinks in the order of the sink handles
-    // (`routed_sinks`, as `spawn_sinks` builds them), so bit `i` of a decision is `sinks[i]`.
-    let routed = cfg.routed_sinks();
-    if routed.len() != sinks.len() || routed.iter().zip(&sinks).any(|(a, b)| *a != b.name) {
+    // The routes are compiled against the sink slots' route names, so bit `i` of a
+    // decision is slot `i`.
+    let names = sinks.route_names();
+    if routes.load().0.sinks() != names.as_slice() {
         return Err(StartError::Config(format!(
-            "the sink handles {:?} do not follow the routed sinks {routed:?}",
-            sinks.iter().map(|s| s.name.as_str()).collect::<Vec<_>>()
-        )));
-    }
-    if routes.load().0.sinks() != routed.as_slice() {
-        return Err(StartError::Config(format!(
-            "the route table addresses sinks {:?}, not the routed sinks {routed:?}",
+            "the route table addresses sinks {:?}, not the sink slots {names:?}",
             routes.load().0.sinks()
         )));
     }
@@ -163,8 +158,8 @@ pub fn start(
                 expiry: sc.expiry_interval,
                 percentiles: sc.percentiles.clone(),
             },
+            slots: sinks.clone(),
             io: FlushIo {
-                sinks: sinks.clone(),
                 telemetry: telemetry.clone(),
                 shutdown: shutdown.clone(),
             },
@@ -275,7 +270,7 @@ async fn shard_main(s: ShardSetup) {
     let agg = IntervalAggregator::new(s.seed, s.max_tags, s.max_series, s.max_timer_values);
     let st = Rc::new(RefCell::new(ShardState::new(
         agg,
-        s.io.sinks.len(),
+        s.slots.clone(),
         s.ignore_host,
         s.epoch,
         s.routes.clone(),
@@ -305,7 +300,6 @@ async fn shard_main(s: ShardSetup) {
         let ctx = Rc::new(HttpContext {
             settings,
             keys,
-            sinks: RefCell::new(s.io.sinks.clone()),
             scratch: RefCell::new(Default::default()),
             inflight: Cell::new(0),
             stop: stop.clone(),
@@ -322,7 +316,7 @@ async fn shard_main(s: ShardSetup) {
     }
     let _ = s.ready.send(Ok(()));
     tracing::info!(shard = s.shard, listeners = listeners.len(), "shard ready");
-    let flush = flush::run(s.flush, s.io, st, listeners, stop, s.mesh);
+    let flush = flush::run(s.flush, s.io, st.clone(), listeners, stop, s.mesh);
     match glommio::spawn_local_into(flush, flush_tq) {
         Ok(t) => t.await,
         Err(e) => tracing::error!(error = %e, "spawning the flush loop failed"),
@@ -331,5 +325,7 @@ async fn shard_main(s: ShardSetup) {
     if let Some(t) = http_task {
         t.await;
     }
+    // Receive loops that have not noticed the stop yet must not keep the queues open.
+    st.borrow_mut().close_sinks();
     tracing::info!(shard = s.shard, "shard stopped");
 }

@@ -14,12 +14,13 @@
 //! (queued, or waiting for a retry) is counted as dropped (`shutdown`).
 
 use crate::sink::AnySink;
+use crate::slots::{SinkSlots, Slot};
 use crate::stats::{DropReason, SinkStats};
 use crate::SinkError;
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use rand::Rng;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use switchyard_core::config::{Config, SinkConfig, SinkKind};
@@ -122,16 +123,45 @@ impl SinkProbe {
     }
 }
 
-/// The running sinks.
-#[derive(Debug)]
+/// The running sinks: every sink the config defines, in [`SinkSlots`] the shards and route
+/// tables index, and their worker threads. [`SinkRuntime::reconcile`] applies a reloaded
+/// config's sinks.
 pub struct SinkRuntime {
-    handles: Vec<SinkHandle>,
-    probes: Vec<SinkProbe>,
-    threads: Vec<JoinHandle<()>>,
+    slots: Arc<SinkSlots>,
+    /// Each slot's config (`None` once removed), to tell which sinks a reload changed.
+    configs: Mutex<Vec<Option<SinkConfig>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
     abort: Arc<AtomicBool>,
+    policy: Box<dyn Fn(&SinkConfig) -> RetryPolicy + Send + Sync>,
 }
 
-/// Builds every sink the routes use and starts its workers.
+impl std::fmt::Debug for SinkRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SinkRuntime")
+            .field("slots", &self.slots)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`SinkRuntime::reconcile`] changed, by sink name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SinkChanges {
+    /// New sinks (a slot appended, or a removed sink's slot reused).
+    pub added: Vec<String>,
+    /// Sinks whose config changed: new queue and workers, same slot and counters.
+    pub changed: Vec<String>,
+    /// Sinks no longer in the config.
+    pub removed: Vec<String>,
+}
+
+impl SinkChanges {
+    /// Whether nothing changed.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.changed.is_empty() && self.removed.is_empty()
+    }
+}
+
+/// Builds every sink the config defines and starts its workers.
 ///
 /// # Errors
 /// The first sink that could not be built, with its name.
@@ -145,96 +175,218 @@ pub fn spawn_sinks(cfg: &Config) -> Result<SinkRuntime, (String, SinkError)> {
 /// The first sink that could not be built, with its name.
 pub fn spawn_sinks_with(
     cfg: &Config,
-    policy: impl Fn(&SinkConfig) -> RetryPolicy,
+    policy: impl Fn(&SinkConfig) -> RetryPolicy + Send + Sync + 'static,
 ) -> Result<SinkRuntime, (String, SinkError)> {
-    let abort = Arc::new(AtomicBool::new(false));
-    let mut rt = SinkRuntime {
-        handles: Vec::new(),
-        probes: Vec::new(),
-        threads: Vec::new(),
-        abort: abort.clone(),
+    let rt = SinkRuntime {
+        slots: Arc::new(SinkSlots::default()),
+        configs: Mutex::new(Vec::new()),
+        threads: Mutex::new(Vec::new()),
+        abort: Arc::new(AtomicBool::new(false)),
+        policy: Box::new(policy),
     };
-    for name in cfg.routed_sinks() {
-        let Some(sc) = cfg.sinks.get(name) else {
-            continue;
-        };
-        let workers = match sc.kind() {
-            SinkKind::Datadog(s) => s.http.max_in_flight,
-            SinkKind::Signalfx(s) => s.http.max_in_flight,
-            _ => 1,
-        }
-        .max(1);
-        let (tx, rx) = bounded(sc.queue_batches);
-        let stats = Arc::new(SinkStats::default());
-        let pol = policy(sc);
-        for w in 0..workers {
-            let sink = AnySink::build(sc).map_err(|e| (name.to_string(), e))?;
-            let worker = Worker {
-                name: name.to_string(),
-                rx: rx.clone(),
-                stats: stats.clone(),
-                abort: abort.clone(),
-                policy: pol,
-            };
-            let t = std::thread::Builder::new()
-                .name(format!("sink-{name}-{w}"))
-                .spawn(move || worker.run(sink))
-                .map_err(|e| {
-                    (
-                        name.to_string(),
-                        SinkError::Fatal(format!("spawning thread: {e}")),
-                    )
-                })?;
-            rt.threads.push(t);
-        }
-        rt.probes.push(SinkProbe {
-            name: name.to_string(),
-            stats: stats.clone(),
-            queue_max_bytes: sc.queue_max_bytes,
-            rx,
-        });
-        rt.handles.push(SinkHandle {
-            name: name.to_string(),
-            tx,
-            stats,
-            queue_max_bytes: sc.queue_max_bytes,
-        });
-    }
+    rt.reconcile(cfg)?;
     Ok(rt)
 }
 
+/// A sink built but not started: its instances (one per worker) and queue.
+struct Built {
+    name: String,
+    config: SinkConfig,
+    sinks: Vec<AnySink>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 impl SinkRuntime {
-    /// Producer handles, in the order shards index them.
-    pub fn handles(&self) -> &[SinkHandle] {
-        &self.handles
+    /// The slots shards and route tables index.
+    pub fn slots(&self) -> Arc<SinkSlots> {
+        self.slots.clone()
     }
 
-    /// Read-only views for the control plane.
-    pub fn probes(&self) -> &[SinkProbe] {
-        &self.probes
+    /// Producer handles of the sinks in the config, in slot order.
+    pub fn handles(&self) -> Vec<SinkHandle> {
+        self.slots.handles().into_iter().flatten().collect()
+    }
+
+    /// Read-only views for the control plane, by slot.
+    pub fn probes(&self) -> Vec<SinkProbe> {
+        self.slots.probes()
+    }
+
+    /// Makes the running sinks those of `cfg`: sinks with an unchanged config keep running
+    /// untouched; new ones are started in new slots (or their old slot); changed ones get a
+    /// new queue and workers in the same slot (the old workers drain the old queue); removed
+    /// ones lose their handle. Publishes the new slots; the caller then stores a route table
+    /// compiled against [`SinkSlots::route_names`] so the shards pick both up.
+    ///
+    /// # Errors
+    /// A sink that could not be built, or more than `MAX_SINKS` sink names over the process's
+    /// life; nothing changed then.
+    pub fn reconcile(&self, cfg: &Config) -> Result<SinkChanges, (String, SinkError)> {
+        let mut configs = lock(&self.configs);
+        let mut slots: Vec<Slot> = self.slots.snapshot().to_vec();
+        let mut changes = SinkChanges::default();
+        let mut to_build = Vec::new();
+        for (name, sc) in &cfg.sinks {
+            let at = slots.iter().position(|s| s.name == *name);
+            let same = at
+                .and_then(|i| configs.get(i))
+                .and_then(Option::as_ref)
+                .is_some_and(|old| same_config(old, sc));
+            if same {
+                continue;
+            }
+            match at.and_then(|i| configs.get(i)).map(Option::is_some) {
+                Some(true) => changes.changed.push(name.clone()),
+                _ => changes.added.push(name.clone()),
+            }
+            to_build.push((name.clone(), sc.clone()));
+        }
+        for (i, s) in slots.iter().enumerate() {
+            let live = configs.get(i).is_some_and(Option::is_some);
+            if live && !cfg.sinks.contains_key(&s.name) {
+                changes.removed.push(s.name.clone());
+            }
+        }
+        let new_names = changes
+            .added
+            .iter()
+            .filter(|n| !slots.iter().any(|s| s.name == **n))
+            .count();
+        if slots.len() + new_names > switchyard_core::route::MAX_SINKS {
+            return Err((
+                "sinks".into(),
+                SinkError::Fatal(format!(
+                    "{} distinct sink names over the process's life; at most {} (restart to reset)",
+                    slots.len() + new_names,
+                    switchyard_core::route::MAX_SINKS
+                )),
+            ));
+        }
+        // Build everything first: a sink that cannot be built changes nothing.
+        let mut built = Vec::with_capacity(to_build.len());
+        for (name, sc) in to_build {
+            let n = workers(&sc);
+            let mut sinks = Vec::with_capacity(n);
+            for _ in 0..n {
+                sinks.push(AnySink::build(&sc).map_err(|e| (name.clone(), e))?);
+            }
+            built.push(Built {
+                name,
+                config: sc,
+                sinks,
+            });
+        }
+        let mut threads = lock(&self.threads);
+        for b in built {
+            let at = slots.iter().position(|s| s.name == b.name);
+            // A changed or returning sink keeps its counters.
+            let stats = at
+                .and_then(|i| slots.get(i))
+                .map_or_else(|| Arc::new(SinkStats::default()), |s| s.probe.stats.clone());
+            let (tx, rx) = bounded(b.config.queue_batches);
+            let pol = (self.policy)(&b.config);
+            for (w, sink) in b.sinks.into_iter().enumerate() {
+                let worker = Worker {
+                    name: b.name.clone(),
+                    rx: rx.clone(),
+                    stats: stats.clone(),
+                    abort: self.abort.clone(),
+                    policy: pol,
+                };
+                match std::thread::Builder::new()
+                    .name(format!("sink-{}-{w}", b.name))
+                    .spawn(move || worker.run(sink))
+                {
+                    Ok(t) => threads.push(t),
+                    // Workers already started serve the queue; the sink runs with fewer.
+                    Err(e) => {
+                        tracing::error!(sink = %b.name, error = %e, "spawning a sink worker failed")
+                    }
+                }
+            }
+            let slot = Slot {
+                name: b.name.clone(),
+                handle: Some(SinkHandle {
+                    name: b.name.clone(),
+                    tx,
+                    stats: stats.clone(),
+                    queue_max_bytes: b.config.queue_max_bytes,
+                }),
+                probe: SinkProbe {
+                    name: b.name.clone(),
+                    stats,
+                    queue_max_bytes: b.config.queue_max_bytes,
+                    rx,
+                },
+            };
+            match at {
+                Some(i) => {
+                    if let (Some(s), Some(c)) = (slots.get_mut(i), configs.get_mut(i)) {
+                        *s = slot;
+                        *c = Some(b.config);
+                    }
+                }
+                None => {
+                    slots.push(slot);
+                    configs.push(Some(b.config));
+                }
+            }
+        }
+        for (s, c) in slots.iter_mut().zip(configs.iter_mut()) {
+            if c.is_some() && !cfg.sinks.contains_key(&s.name) {
+                s.handle = None;
+                *c = None;
+            }
+        }
+        self.slots.store(slots);
+        Ok(changes)
     }
 
     /// Closes the queues (callers must have dropped their handle clones), lets the workers
     /// drain within `deadline`, then aborts what is left. Returns whether all drained in time.
     pub fn shutdown(self, deadline: Duration) -> bool {
-        let SinkRuntime {
-            handles,
-            probes,
-            threads,
-            abort,
-        } = self;
-        drop(probes);
-        drop(handles);
+        let slots: Vec<Slot> = self
+            .slots
+            .snapshot()
+            .iter()
+            .map(|s| Slot {
+                handle: None,
+                ..s.clone()
+            })
+            .collect();
+        self.slots.store(slots);
+        let threads = std::mem::take(&mut *lock(&self.threads));
         let until = Instant::now() + deadline;
         while threads.iter().any(|t| !t.is_finished()) && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(10));
         }
         let clean = threads.iter().all(JoinHandle::is_finished);
-        abort.store(true, Ordering::Relaxed);
+        self.abort.store(true, Ordering::Relaxed);
         for t in threads {
             let _ = t.join();
         }
         clean
+    }
+}
+
+/// Workers per sink: `max_in_flight` for HTTP sinks, one for the others.
+fn workers(sc: &SinkConfig) -> usize {
+    match sc.kind() {
+        SinkKind::Datadog(s) => s.http.max_in_flight,
+        SinkKind::Signalfx(s) => s.http.max_in_flight,
+        _ => 1,
+    }
+    .max(1)
+}
+
+/// Whether two sink configs are the same (compared as their serialized form).
+fn same_config(a: &SinkConfig, b: &SinkConfig) -> bool {
+    match (serde_json::to_value(a), serde_json::to_value(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
     }
 }
 

@@ -55,11 +55,14 @@ pub mod driver;
 pub mod error;
 pub mod http;
 pub mod sink;
+pub mod slots;
 pub mod stats;
 
 pub use driver::{
-    spawn_sinks, spawn_sinks_with, Ctx, RetryPolicy, SinkHandle, SinkProbe, SinkRuntime,
+    spawn_sinks, spawn_sinks_with, Ctx, RetryPolicy, SinkChanges, SinkHandle, SinkProbe,
+    SinkRuntime,
 };
 pub use error::SinkError;
 pub use sink::{AnySink, SinkLimits};
+pub use slots::{SinkSlots, Slot};
 pub use stats::{DropReason, LatencyHistogram, RequestOutcome, SinkStats, LATENCY_BUCKETS};

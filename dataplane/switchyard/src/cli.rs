@@ -66,7 +66,10 @@ pub fn main() -> ExitCode {
                 Some(p) => load(p),
                 None => Config::embedded_default().map_err(|e| format!("embedded default: {e}")),
             };
-            match cfg.map_err(anyhow::Error::msg).and_then(|c| run::run(&c)) {
+            match cfg
+                .map_err(anyhow::Error::msg)
+                .and_then(|c| run::run(&c, config.as_deref()))
+            {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e:#}");

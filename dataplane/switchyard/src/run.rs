@@ -2,6 +2,7 @@
 //! then drain with a deadline.
 
 use anyhow::{Context, Result};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,11 +33,51 @@ fn notify(state: &[sd_notify::NotifyState<'_>]) {
     }
 }
 
-/// Runs the appliance until SIGTERM or SIGINT.
+/// SIGHUP: re-reads the config file and applies its sinks and routes; a file that does not
+/// load, or a change that cannot apply, changes nothing (logged).
+fn reload_config(
+    path: Option<&Path>,
+    control: &switchyard_control::ControlState,
+    sinks: &switchyard_sinks::SinkRuntime,
+) {
+    let Some(path) = path else {
+        tracing::warn!("SIGHUP received, but the process runs the embedded default (no --config): nothing to reload");
+        return;
+    };
+    let cfg = match crate::cli::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("SIGHUP: reload refused, nothing changed: {e}");
+            return;
+        }
+    };
+    match control.reload(&cfg, sinks) {
+        Ok(r) => {
+            tracing::info!(
+                added = ?r.applied.sinks.added,
+                changed = ?r.applied.sinks.changed,
+                removed = ?r.applied.sinks.removed,
+                routes = %r.applied.version,
+                routes_from_file = r.applied.routes_from_file,
+                "SIGHUP: configuration reloaded"
+            );
+            if !r.restart_needed.is_empty() {
+                tracing::warn!(
+                    sections = ?r.restart_needed,
+                    "SIGHUP: these sections changed and take effect only after a restart"
+                );
+            }
+        }
+        Err(e) => tracing::error!("SIGHUP: reload refused, nothing changed: {e}"),
+    }
+}
+
+/// Runs the appliance until SIGTERM or SIGINT; SIGHUP reloads sinks and routes from
+/// `config_path`.
 ///
 /// # Errors
 /// Any component that fails to start, with what to change.
-pub fn run(cfg: &Config) -> Result<()> {
+pub fn run(cfg: &Config, config_path: Option<&Path>) -> Result<()> {
     let plan = plan::plan(&cfg.shards, &plan::allowed_cpus(), plan::memlock_limit())?;
     tracing::info!(shards = plan.shards(), cpus = ?plan.cpus, io_memory = plan.io_memory, "planned shards");
 
@@ -52,27 +93,24 @@ pub fn run(cfg: &Config) -> Result<()> {
         .map_err(|(name, e)| anyhow::anyhow!("sink `{name}`: {e}"))?;
     let telemetry = Arc::new(Telemetry::new(plan.shards()));
     let control_state =
-        switchyard_control::ControlState::new(cfg, telemetry.clone(), sinks.probes().to_vec())?;
-    // The file's routes, compiled against the routed sinks (the order of the sink handles);
-    // the control plane swaps later tables into the same cell.
-    let routes = switchyard_core::route::compile(
-        &cfg.route_table(),
-        &cfg.routed_sinks(),
-        &cfg.route_listeners(),
-    )
-    .map_err(|e| anyhow::anyhow!("routes: {e}"))?;
+        switchyard_control::ControlState::new(cfg, telemetry.clone(), sinks.slots())?;
+    // The starting table (the persisted one while the file's routes are unchanged, else the
+    // file's), compiled against the sink slots; the control plane and reloads swap later
+    // tables into the same cell.
+    let routes = switchyard_control::routes::startup_table(cfg, &sinks.slots().route_names())
+        .map_err(|e| anyhow::anyhow!("routes: {e}"))?;
     let routes = Arc::new(switchyard_core::route::RoutesCell::new(
         Arc::new(routes),
         plan.shards(),
     ));
     let control_state = control_state.with_live_routes(routes.clone());
     let ready = control_state.ready.clone();
-    let control = switchyard_control::spawn(cfg.control_addr(), control_state)?;
+    let control = switchyard_control::spawn(cfg.control_addr(), control_state.clone())?;
     let seed: u64 = rand::random();
     let dataplane = switchyard_shard::start(
         cfg,
         &plan,
-        sinks.handles().to_vec(),
+        sinks.slots(),
         telemetry.clone(),
         shutdown.clone(),
         seed,
@@ -87,7 +125,7 @@ pub fn run(cfg: &Config) -> Result<()> {
     tracing::info!(
         statsd = ?listeners,
         control = %control.addr,
-        sinks = ?cfg.routed_sinks(),
+        sinks = ?cfg.sink_names(),
         "switchyard ready"
     );
     notify(&[sd_notify::NotifyState::Ready]);
@@ -95,9 +133,7 @@ pub fn run(cfg: &Config) -> Result<()> {
     while !shutdown.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
         if reload.swap(false, Ordering::Relaxed) {
-            tracing::warn!(
-                "SIGHUP received: live reload of routes and sinks is not supported yet; ignoring"
-            );
+            reload_config(config_path, &control_state, &sinks);
         }
     }
     tracing::info!("shutting down: final flush, then draining sinks");

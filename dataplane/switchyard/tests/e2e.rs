@@ -19,6 +19,7 @@ mod e2e {
     mod http;
     mod input;
     mod proxy;
+    mod reload;
     mod routes;
     mod shards;
     mod signalfx;

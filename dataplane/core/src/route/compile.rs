@@ -466,16 +466,22 @@ fn compile_rule(
     }
     let mut set = SinkSet::EMPTY;
     for (j, s) in r.to.iter().enumerate() {
-        match sinks.iter().position(|k| k == s) {
+        // An empty name marks a removed sink's slot: never addressable.
+        match sinks.iter().position(|k| k == s && !s.is_empty()) {
             Some(b) => set.insert(b),
             None => {
+                let known: Vec<&str> = sinks
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|k| !k.is_empty())
+                    .collect();
                 return Err(e(
                     &format!("to[{j}]"),
                     format!(
                         "unknown sink `{s}` (configured sinks: {})",
-                        sinks.join(", ")
+                        known.join(", ")
                     ),
-                ))
+                ));
             }
         }
     }

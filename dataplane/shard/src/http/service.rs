@@ -36,7 +36,6 @@ use switchyard_core::intake::decompress::Encoding;
 use switchyard_core::intake::BodyError;
 use switchyard_core::route::{series_hash, Input, InputKind, SinkSet};
 use switchyard_core::telemetry::HttpRefusal;
-use switchyard_sinks::SinkHandle;
 
 /// Resolved intake settings.
 #[derive(Debug, Clone)]
@@ -131,9 +130,6 @@ pub struct HttpContext {
     pub settings: HttpSettings,
     /// Accepted keys.
     pub keys: KeyPolicy,
-    /// Every routed sink, indexed like the routes' sink sets. Emptied when the shard stops, so a
-    /// connection that outlives the shutdown drain never keeps a sink queue open.
-    pub sinks: RefCell<Vec<SinkHandle>>,
     /// Reused decode and parse buffers.
     pub scratch: RefCell<IntakeScratch>,
     /// Body bytes held right now on this shard.
@@ -444,8 +440,7 @@ fn accept(
             return refusal(ctx, st, r, &e.to_string());
         }
     };
-    if ctx.sinks.borrow().is_empty() {
-        // Emptied at shutdown (a configuration always routes to at least one sink).
+    if st.borrow().sinks_closed() {
         return refusal(ctx, st, HttpRefusal::ShuttingDown, "Shutting down");
     }
     let (series, points, wire, decoded) = (
@@ -459,41 +454,45 @@ fn accept(
         Err(e) => return refusal(ctx, st, HttpRefusal::CorruptBody, &e.to_string()),
     };
     // Every destination must have room (in items and in bytes), or none is asked to take
-    // it: the client retries the whole payload.
-    let sinks = ctx.sinks.borrow();
-    let mut reserved: Vec<(usize, u64)> = Vec::new();
-    let mut room = true;
-    'reserve: for (set, _, bytes, _) in &sends {
-        for i in set.iter() {
-            let Some(sink) = sinks.get(i) else { continue };
-            if !sink.reserve(*bytes) {
-                room = false;
-                break 'reserve;
-            }
-            reserved.push((i, *bytes));
-        }
-    }
-    if !room {
-        for (i, bytes) in reserved {
-            if let Some(sink) = sinks.get(i) {
-                sink.release(bytes);
-            }
-        }
-        drop(sinks);
-        return refusal(
-            ctx,
-            st,
-            HttpRefusal::QueueFull,
-            "A destination is not keeping up: retry later",
-        );
-    }
+    // it: the client retries the whole payload. The sink handles are the shard's, taken
+    // with the route table the decisions came from.
     let mut all_taken = true;
     {
         let mut s = st.borrow_mut();
+        let ShardState {
+            sinks, counters, ..
+        } = &mut *s;
+        let sink = |i: usize| sinks.get(i).and_then(Option::as_ref);
+        let mut reserved: Vec<(usize, u64)> = Vec::new();
+        let mut room = true;
+        'reserve: for (set, _, bytes, _) in &sends {
+            for i in set.iter() {
+                let Some(sink) = sink(i) else { continue };
+                if !sink.reserve(*bytes) {
+                    room = false;
+                    break 'reserve;
+                }
+                reserved.push((i, *bytes));
+            }
+        }
+        if !room {
+            for (i, bytes) in reserved {
+                if let Some(sink) = sink(i) {
+                    sink.release(bytes);
+                }
+            }
+            drop(s);
+            return refusal(
+                ctx,
+                st,
+                HttpRefusal::QueueFull,
+                "A destination is not keeping up: retry later",
+            );
+        }
         for (set, unit, bytes, points) in &sends {
             for i in set.iter() {
-                let Some(sink) = sinks.get(i) else { continue };
-                let Some(sc) = s.counters.sinks.get_mut(i) else {
+                let Some(sink) = sink(i) else { continue };
+                let Some(sc) = counters.sinks.get_mut(i) else {
                     sink.release(*bytes);
                     continue;
                 };
@@ -516,7 +515,6 @@ fn accept(
             }
         }
     }
-    drop(sinks);
     if !all_taken {
         return refusal(
             ctx,

@@ -248,7 +248,7 @@ pub fn spawn(cfg: &Config) -> SinkRuntime {
 
 /// Starts the sinks with a fixed backoff ceiling.
 pub fn spawn_with_backoff(cfg: &Config, backoff: Duration) -> SinkRuntime {
-    spawn_sinks_with(cfg, |sc| RetryPolicy {
+    spawn_sinks_with(cfg, move |sc| RetryPolicy {
         base: backoff,
         cap: backoff,
         ..RetryPolicy::for_sink(sc)

@@ -107,6 +107,8 @@ pub struct Options {
     pub http_extra: String,
     /// Raw `[[routes]]` tables replacing the default route (`all`, to `route_to`).
     pub routes: Option<String>,
+    /// Top-level keys (before any table), e.g. `state_dir = "..."`.
+    pub top_extra: String,
 }
 
 impl Default for Options {
@@ -120,6 +122,7 @@ impl Default for Options {
             env: Vec::new(),
             http_extra: String::new(),
             routes: None,
+            top_extra: String::new(),
         }
     }
 }
@@ -165,10 +168,11 @@ impl Instance {
         ];
         listen.extend(opts.extra_listen.iter().cloned());
         let config = format!(
-            "[shards]\ncount = {}\n\n[statsd]\nlisten = [{}]\nflush_interval = \"1h\"\nexpiry_interval = \"0s\"\n{}\n\n\
+            "{}\n[shards]\ncount = {}\n\n[statsd]\nlisten = [{}]\nflush_interval = \"1h\"\nexpiry_interval = \"0s\"\n{}\n\n\
              [http]\nlisten = \"127.0.0.1:{http}\"\n{}\n\n\
              [control]\nlisten = \"127.0.0.1:{control}\"\n\n[sinks.out]\ntype = \"file\"\npath = \"{}\"\n\n\
              {}\n\n{}",
+            opts.top_extra,
             opts.shards,
             listen.join(", "),
             opts.statsd_extra,
@@ -218,6 +222,32 @@ impl Instance {
             panic!("switchyard did not become ready:\n{}", inst.log_text());
         }
         inst
+    }
+
+    /// The config file the process was started with.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("switchyard.toml")
+    }
+
+    /// Sends `sig` to the process.
+    pub fn signal(&self, sig: i32) {
+        let pid = self.child.as_ref().unwrap().id() as i32;
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(pid, sig) };
+    }
+
+    /// Waits (bounded, 60 s) until the log has a line containing `text`, and returns it.
+    pub fn wait_log(&self, text: &str) -> String {
+        let until = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(l) = self.log.lock().unwrap().iter().find(|l| l.contains(text)) {
+                return l.clone();
+            }
+            if Instant::now() > until {
+                panic!("no log line containing {text:?}:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Everything the process logged so far.
