@@ -107,6 +107,10 @@ pub struct Options {
     pub http_extra: String,
     /// Raw `[[routes]]` tables replacing the default route (`all`, to `route_to`).
     pub routes: Option<String>,
+    /// Extra `[control]` keys (e.g. `token_file`).
+    pub control_extra: String,
+    /// `[statsd] flush_interval` (`"1h"`: everything lands in the final flush).
+    pub flush_interval: String,
 }
 
 impl Default for Options {
@@ -120,6 +124,8 @@ impl Default for Options {
             env: Vec::new(),
             http_extra: String::new(),
             routes: None,
+            control_extra: String::new(),
+            flush_interval: "1h".into(),
         }
     }
 }
@@ -165,14 +171,16 @@ impl Instance {
         ];
         listen.extend(opts.extra_listen.iter().cloned());
         let config = format!(
-            "[shards]\ncount = {}\n\n[statsd]\nlisten = [{}]\nflush_interval = \"1h\"\nexpiry_interval = \"0s\"\n{}\n\n\
+            "[shards]\ncount = {}\n\n[statsd]\nlisten = [{}]\nflush_interval = \"{}\"\nexpiry_interval = \"0s\"\n{}\n\n\
              [http]\nlisten = \"127.0.0.1:{http}\"\n{}\n\n\
-             [control]\nlisten = \"127.0.0.1:{control}\"\n\n[sinks.out]\ntype = \"file\"\npath = \"{}\"\n\n\
+             [control]\nlisten = \"127.0.0.1:{control}\"\n{}\n\n[sinks.out]\ntype = \"file\"\npath = \"{}\"\n\n\
              {}\n\n{}",
             opts.shards,
             listen.join(", "),
+            opts.flush_interval,
             opts.statsd_extra,
             opts.http_extra,
+            opts.control_extra,
             out.display(),
             opts.extra_sinks,
             opts.routes.clone().unwrap_or_else(|| format!(
