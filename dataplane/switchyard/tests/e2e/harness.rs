@@ -109,6 +109,10 @@ pub struct Options {
     pub routes: Option<String>,
     /// Top-level keys (before any table), e.g. `state_dir = "..."`.
     pub top_extra: String,
+    /// Extra `[control]` keys (e.g. `token_file`).
+    pub control_extra: String,
+    /// `[statsd] flush_interval` (`"1h"`: everything lands in the final flush).
+    pub flush_interval: String,
 }
 
 impl Default for Options {
@@ -123,6 +127,8 @@ impl Default for Options {
             http_extra: String::new(),
             routes: None,
             top_extra: String::new(),
+            control_extra: String::new(),
+            flush_interval: "1h".into(),
         }
     }
 }
@@ -168,15 +174,17 @@ impl Instance {
         ];
         listen.extend(opts.extra_listen.iter().cloned());
         let config = format!(
-            "{}\n[shards]\ncount = {}\n\n[statsd]\nlisten = [{}]\nflush_interval = \"1h\"\nexpiry_interval = \"0s\"\n{}\n\n\
+            "{}\n[shards]\ncount = {}\n\n[statsd]\nlisten = [{}]\nflush_interval = \"{}\"\nexpiry_interval = \"0s\"\n{}\n\n\
              [http]\nlisten = \"127.0.0.1:{http}\"\n{}\n\n\
-             [control]\nlisten = \"127.0.0.1:{control}\"\n\n[sinks.out]\ntype = \"file\"\npath = \"{}\"\n\n\
+             [control]\nlisten = \"127.0.0.1:{control}\"\n{}\n\n[sinks.out]\ntype = \"file\"\npath = \"{}\"\n\n\
              {}\n\n{}",
             opts.top_extra,
             opts.shards,
             listen.join(", "),
+            opts.flush_interval,
             opts.statsd_extra,
             opts.http_extra,
+            opts.control_extra,
             out.display(),
             opts.extra_sinks,
             opts.routes.clone().unwrap_or_else(|| format!(
