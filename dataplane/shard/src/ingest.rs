@@ -17,6 +17,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchyard_core::aggregate::{GaugeDialect, HostSource, IntervalAggregator, LineContext};
+use switchyard_core::distinct::Distinct;
 use switchyard_core::route::{Router, RoutesCell};
 use switchyard_core::statsd::{
     lines, lines_str, parse_message, parse_message_str, LineError, Message,
@@ -78,6 +79,9 @@ pub struct ShardState {
     pub top: TopNames,
     /// The routes: decision cache, per-route counts.
     pub router: Router,
+    /// Per sink (indexed like `counters.sinks`): the distinct series this shard sent it
+    /// over the last hour (statsd at flush, HTTP per accepted payload).
+    pub distinct: Vec<Distinct>,
     /// Where a new route table comes from, this shard's index in it, and the generation
     /// the router runs.
     routes_cell: Arc<RoutesCell>,
@@ -109,6 +113,7 @@ impl ShardState {
             epoch,
             top: TopNames::default(),
             router: Router::new(table),
+            distinct: vec![Distinct::new(); sinks],
             routes_cell: routes,
             shard,
             routes_generation,
