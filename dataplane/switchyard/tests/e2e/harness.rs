@@ -107,6 +107,9 @@ pub struct Options {
     pub http_extra: String,
     /// Raw `[[routes]]` tables replacing the default route (`all`, to `route_to`).
     pub routes: Option<String>,
+    /// `[statsd] flush_interval` (default `1h`: statsd series reach the sinks at the final
+    /// flush, on stop).
+    pub flush_interval: String,
 }
 
 impl Default for Options {
@@ -120,6 +123,7 @@ impl Default for Options {
             env: Vec::new(),
             http_extra: String::new(),
             routes: None,
+            flush_interval: "1h".into(),
         }
     }
 }
@@ -165,12 +169,13 @@ impl Instance {
         ];
         listen.extend(opts.extra_listen.iter().cloned());
         let config = format!(
-            "[shards]\ncount = {}\n\n[statsd]\nlisten = [{}]\nflush_interval = \"1h\"\nexpiry_interval = \"0s\"\n{}\n\n\
+            "[shards]\ncount = {}\n\n[statsd]\nlisten = [{}]\nflush_interval = \"{}\"\nexpiry_interval = \"0s\"\n{}\n\n\
              [http]\nlisten = \"127.0.0.1:{http}\"\n{}\n\n\
              [control]\nlisten = \"127.0.0.1:{control}\"\n\n[sinks.out]\ntype = \"file\"\npath = \"{}\"\n\n\
              {}\n\n{}",
             opts.shards,
             listen.join(", "),
+            opts.flush_interval,
             opts.statsd_extra,
             opts.http_extra,
             out.display(),
