@@ -258,7 +258,8 @@ pub(crate) fn collect(t: &Telemetry, sink_probes: &[SinkProbe]) -> Vec<Family> {
     );
     http::render(&mut o, &total.http);
 
-    sinks::render(&mut o, &total, sink_probes);
+    let distinct = t.distinct_series(sink_probes.len());
+    sinks::render(&mut o, &total, &distinct, sink_probes);
     for (name, help, field) in [
         (
             "switchyard_route_points_total",

@@ -14,8 +14,12 @@
 //!               "in_flight": 0, "dropped": {"queue_full": 0, "route_dropped": 0, "sampled_out": 0,
 //!                           "retries_exhausted": 20, ...}},
 //!    "bytes": {"queued": 0, "delivered": 5120, "delivered_uncompressed": 20480},
+//!    "distinct_series_1h": 1873,
 //!    "balanced": true, "clamped": []}]}
 //! ```
+//!
+//! `distinct_series_1h`: the distinct series sent to the sink over the last hour, the figure
+//! vendors bill by (a HyperLogLog estimate over the shards, see [`crate::ledger`]).
 //!
 //! `GET /v1/stats/top?by=points|series&limit=N`: the heaviest metric names over the last one
 //! to two windows (`TOP_WINDOW`, 60 s), merged over shards from bounded Space-Saving

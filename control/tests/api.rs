@@ -511,6 +511,23 @@ async fn stats_json_carries_every_prometheus_series_and_the_ledger() {
     SinkStats::add(&old.stats.values_delivered, 6);
     old.stats
         .drop_values(switchyard_sinks::DropReason::RetriesExhausted, 3);
+    // Two shards sent `old` overlapping sets of series (0..3000 and 2000..5000); `trial`
+    // got nothing.
+    let i_old =
+        a.st.sinks
+            .probes()
+            .iter()
+            .position(|p| p.name == "old")
+            .unwrap();
+    let now = switchyard_core::telemetry::top_clock();
+    for (shard, range) in [(0, 0..3000), (1, 2000..5000)] {
+        let mut d = vec![switchyard_core::distinct::Distinct::new(); a.st.sinks.probes().len()];
+        for i in range {
+            let h = switchyard_core::route::series_hash(&format!("m{i}"), ["env:x"], "h");
+            d[i_old].insert(h, now);
+        }
+        a.st.telemetry.publish_distinct(shard, &d);
+    }
     let text = a.get("/metrics").await.text;
     let stats = a.get("/v1/stats").await.json();
     let series = prometheus(&text);
@@ -557,12 +574,23 @@ async fn stats_json_carries_every_prometheus_series_and_the_ledger() {
     assert_eq!(l["values"]["received"], 10);
     assert_eq!(l["values"]["in_flight"], 1);
     assert_eq!(l["values"]["dropped"]["retries_exhausted"], 3);
+    let distinct = l["distinct_series_1h"].as_u64().unwrap();
+    assert!(
+        (4800..=5200).contains(&distinct),
+        "{distinct} distinct series for 5000 sent (HyperLogLog, ~1.6% error)"
+    );
+    let gauge = series
+        .iter()
+        .find(|(k, _)| k == "switchyard_sink_distinct_series{sink=\"old\",window=\"1h\"}")
+        .unwrap_or_else(|| panic!("no distinct series gauge in {text}"));
+    assert_eq!(gauge.1, distinct as f64, "/metrics and the ledger agree");
     // Nothing was enqueued by a shard: the queue remainder is negative, clamped and flagged.
     assert_eq!(l["values"]["queued"], 0);
     assert_eq!(l["balanced"], false);
     assert_eq!(l["clamped"], serde_json::json!(["queued"]));
     let t = ledger.iter().find(|l| l["sink"] == "trial").unwrap();
     assert_eq!(t["balanced"], true);
+    assert_eq!(t["distinct_series_1h"], 0);
 }
 
 #[tokio::test]

@@ -3,6 +3,9 @@
 //! (the sink's own atomics). The shards' own reasons in `switchyard_sink_dropped_values_total`:
 //! `queue_full` (the queue had no room), `route_dropped` (a `drop` route discarded values
 //! earlier routes sent to the sink), `sampled_out` (outside a route's `sample`).
+//! `switchyard_sink_distinct_series{sink,window="1h"}` (gauge): the distinct series the
+//! shards sent the sink over the last hour, the figure vendors bill by (HyperLogLog
+//! estimate merged over shards, `switchyard_core::distinct`).
 
 use super::Out;
 use switchyard_core::telemetry::ShardCounters;
@@ -75,7 +78,7 @@ const PER_SINK: [(&str, &str, &str, PerSink); 10] = [
 ];
 
 /// Renders every sink family.
-pub(super) fn render(o: &mut Out, total: &ShardCounters, sinks: &[SinkProbe]) {
+pub(super) fn render(o: &mut Out, total: &ShardCounters, distinct: &[u64], sinks: &[SinkProbe]) {
     type Enqueued = fn(&switchyard_core::telemetry::SinkEnqueueCounters) -> u64;
     let enqueued: [(&str, &str, Enqueued); 2] = [
         (
@@ -95,6 +98,16 @@ pub(super) fn render(o: &mut Out, total: &ShardCounters, sinks: &[SinkProbe]) {
             let v = total.sinks.get(i).map_or(0, field);
             o.value(name, &[("sink", &p.name)], v as f64);
         }
+    }
+    let name = "switchyard_sink_distinct_series";
+    o.family(
+        name,
+        "gauge",
+        "Distinct series (name, tags, host) sent to a sink over the window: the figure vendors bill by (HyperLogLog estimate, ~1.6% error).",
+    );
+    for (i, p) in sinks.iter().enumerate() {
+        let v = distinct.get(i).copied().unwrap_or(0);
+        o.value(name, &[("sink", &p.name), ("window", "1h")], v as f64);
     }
     for (name, kind, help, value) in PER_SINK {
         o.family(name, kind, help);

@@ -1,6 +1,7 @@
 //! Pure core of Switchyard: the metric model, the statsd/DogStatsD codec, gostatsd-compatible
 //! aggregation, wire encoders, HTTP body decoding and Datadog payload parsing (`intake`),
-//! Datadog -> SignalFx translation (`translate`), and the configuration schema.
+//! Datadog -> SignalFx translation (`translate`), the configuration schema, and the
+//! bounded-memory statistics the control plane reads (`topk`, `distinct`).
 //!
 //! Nothing here knows about threads, sockets or async runtimes, so all of it is cheap to test,
 //! fuzz and benchmark. The glommio shards (`switchyard-shard`) and the egress sinks
@@ -8,6 +9,7 @@
 
 pub mod aggregate;
 pub mod config;
+pub mod distinct;
 pub mod egress;
 pub mod encode;
 pub mod intake;

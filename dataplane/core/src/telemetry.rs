@@ -4,7 +4,12 @@
 //! publishes a copy about once a second and after every flush; the control plane sums the
 //! shards' copies when scraped ([`Telemetry`]). The lock of a shard's slot is taken once per
 //! publish and once per scrape, never per line. Names follow `switchyard_<component>_<what>_<unit>`.
+//!
+//! Besides the counters, each shard publishes its top-names sketches ([`TopNames`]) and, per
+//! sink, its last-hour distinct series counter ([`Distinct`]) at the same cadence; the control
+//! plane merges them across shards ([`Telemetry::top`], [`Telemetry::distinct_series`]).
 
+use crate::distinct::{Distinct, Sketch};
 use crate::egress::Endpoint;
 use crate::statsd::LineError;
 use crate::topk::{TopEntry, TopK};
@@ -435,6 +440,7 @@ pub fn top_clock() -> Duration {
 pub struct Telemetry {
     shards: Vec<Mutex<ShardCounters>>,
     tops: Vec<Mutex<TopNames>>,
+    distinct: Vec<Mutex<Vec<Distinct>>>,
     inodes: Mutex<Vec<u64>>,
     granted_rcvbuf: AtomicU64,
     started: Instant,
@@ -450,6 +456,7 @@ impl Telemetry {
             tops: (0..shards)
                 .map(|_| Mutex::new(TopNames::default()))
                 .collect(),
+            distinct: (0..shards).map(|_| Mutex::new(Vec::new())).collect(),
             inodes: Mutex::new(Vec::new()),
             granted_rcvbuf: AtomicU64::new(0),
             started: Instant::now(),
@@ -474,6 +481,36 @@ impl Telemetry {
         if let Some(m) = self.tops.get(i) {
             m.lock().unwrap_or_else(|p| p.into_inner()).clone_from(t);
         }
+    }
+
+    /// Replaces shard `i`'s published distinct series counters (one per sink, indexed like
+    /// [`ShardCounters::sinks`]). Copies the sketches: at most
+    /// [`crate::distinct::SLICES`] x ~3 KB per sink.
+    pub fn publish_distinct(&self, i: usize, d: &[Distinct]) {
+        if let Some(m) = self.distinct.get(i) {
+            let mut g = m.lock().unwrap_or_else(|p| p.into_inner());
+            g.truncate(d.len());
+            let n = g.len();
+            for (a, b) in g.iter_mut().zip(d) {
+                a.clone_from(b);
+            }
+            g.extend(d.iter().skip(n).cloned());
+        }
+    }
+
+    /// Per sink (`sinks` of them), the estimated distinct series the shards sent it over
+    /// the last hour ([`crate::distinct`]): the shards' counters merged, so a series sent by
+    /// two shards counts once.
+    pub fn distinct_series(&self, sinks: usize) -> Vec<u64> {
+        let now = top_clock();
+        let mut all: Vec<Sketch> = (0..sinks).map(|_| Sketch::new()).collect();
+        for m in &self.distinct {
+            let g = m.lock().unwrap_or_else(|p| p.into_inner());
+            for (a, d) in all.iter_mut().zip(g.iter()) {
+                d.merge_into(a, now);
+            }
+        }
+        all.iter().map(|s| s.estimate() as u64).collect()
     }
 
     /// The `limit` heaviest names over all shards, by points (`by_series == false`) or by
@@ -573,6 +610,27 @@ fn drops_in(text: &str, inodes: &[u64]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn distinct_series_merge_over_shards_per_sink() {
+        let t = Telemetry::new(2);
+        let now = top_clock();
+        let h = |i: u64| crate::route::series_hash(&format!("m{i}"), [], "h");
+        let (mut a, mut b) = (vec![Distinct::new(); 2], vec![Distinct::new(); 2]);
+        for i in 0..100 {
+            a[0].insert(h(i), now);
+        }
+        for i in 50..120 {
+            b[0].insert(h(i), now);
+        }
+        b[1].insert(h(7), now);
+        t.publish_distinct(0, &a);
+        t.publish_distinct(1, &b);
+        assert_eq!(t.distinct_series(3), vec![120, 1, 0]);
+        // A later publish replaces the shard's counters.
+        t.publish_distinct(1, &[Distinct::new()]);
+        assert_eq!(t.distinct_series(2), vec![100, 0]);
+    }
 
     #[test]
     fn parses_proc_net_udp_drops() {

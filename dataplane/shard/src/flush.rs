@@ -18,8 +18,11 @@
 //! `switchyard_flush_total`, `switchyard_flush_duration_seconds`, `switchyard_flush_series_total`,
 //! `switchyard_flush_values_total`, `switchyard_series_expired_total`, `switchyard_series_active`,
 //! per sink `switchyard_sink_enqueued_*` and `switchyard_sink_dropped_values_total` with
-//! reasons `queue_full`, `route_dropped` and `sampled_out`, and per route
-//! `switchyard_route_points_total` / `switchyard_route_series_total`.
+//! reasons `queue_full`, `route_dropped` and `sampled_out`, per route
+//! `switchyard_route_points_total` / `switchyard_route_series_total`, and per sink the
+//! distinct series it was sent over the last hour (`switchyard_sink_distinct_series`: each
+//! series' routing hash inserted into the shard's [`Distinct`] for every sink that took its
+//! batch, once per series per flush; published with the counters).
 
 use crate::ingest::{self, Listener, ShardState};
 use crossbeam_channel::TrySendError;
@@ -30,7 +33,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use switchyard_core::aggregate::{OwnerStore, Partials};
+use switchyard_core::distinct::Distinct;
 use switchyard_core::model::SeriesBatch;
+use switchyard_core::route::SinkSet;
 use switchyard_core::telemetry::Telemetry;
 
 /// One shard's partials for one owner, for one round.
@@ -156,6 +161,7 @@ fn publish(io: &FlushIo, cfg: &FlushConfig, st: &Rc<RefCell<ShardState>>) {
     router.drain_route_counts(&mut counters.routes);
     io.telemetry.publish(cfg.shard, &s.counters);
     io.telemetry.publish_top(cfg.shard, &s.top);
+    io.telemetry.publish_distinct(cfg.shard, &s.distinct);
 }
 
 /// One exchange-merge-emit round. Returns whether every shard (this one included) marked its
@@ -213,10 +219,14 @@ async fn flush_round(
         counters: c,
         router,
         sinks,
+        distinct,
         ..
     } = &mut *s;
     if !batch.is_empty() {
         let routed = router.route_batch(Arc::new(batch), &mut c.sinks);
+        // (group's sink set, sink) pairs whose queue refused the batch: rare, so a Vec
+        // that allocates only then.
+        let mut refused: Vec<(SinkSet, usize)> = Vec::new();
         for (set, part) in routed.groups {
             let values = part.len() as u64;
             for i in set.iter() {
@@ -234,11 +244,13 @@ async fn flush_round(
                     Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                         sc.batches_dropped_full += 1;
                         sc.values_dropped_full += values;
+                        refused.push((set, i));
                         tracing::warn!(sink = %sink.name, values, "sink queue full: batch dropped");
                     }
                 }
             }
         }
+        count_distinct(router.batch_series(), distinct, &refused);
     }
     let f = &mut c.flush;
     f.flushes += 1;
@@ -250,4 +262,46 @@ async fn flush_round(
     f.series_expired += fs.series_expired;
     f.series_active = fs.series_active;
     all_last
+}
+
+/// Inserts each routed series' hash into the distinct counter of every sink that took the
+/// batch carrying it (a series is in the group of its own sink set, so `refused` is matched
+/// on that set).
+fn count_distinct(
+    series: impl Iterator<Item = (u64, SinkSet)>,
+    distinct: &mut [Distinct],
+    refused: &[(SinkSet, usize)],
+) {
+    let now = switchyard_core::telemetry::top_clock();
+    for (hash, set) in series {
+        for i in set.iter() {
+            if !refused.is_empty() && refused.contains(&(set, i)) {
+                continue;
+            }
+            if let Some(d) = distinct.get_mut(i) {
+                d.insert(hash, now);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn distinct_counts_only_the_sinks_that_took_the_series() {
+        let mut d = vec![Distinct::new(); 3];
+        let series = [
+            (1u64, SinkSet(0b011)),
+            (2, SinkSet(0b011)),
+            (3, SinkSet(0b110)),
+            (4, SinkSet::EMPTY),
+        ];
+        // Sink 1's queue refused the 0b110 group only.
+        count_distinct(series.into_iter(), &mut d, &[(SinkSet(0b110), 1)]);
+        let now = switchyard_core::telemetry::top_clock();
+        let got: Vec<u64> = d.iter().map(|x| x.estimate(now)).collect();
+        assert_eq!(got, vec![2, 2, 1]);
+    }
 }

@@ -17,6 +17,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchyard_core::aggregate::{GaugeDialect, HostSource, IntervalAggregator, LineContext};
+use switchyard_core::distinct::Distinct;
 use switchyard_core::route::{Router, RoutesCell};
 use switchyard_core::statsd::{
     lines, lines_str, parse_message, parse_message_str, LineError, Message,
@@ -79,6 +80,9 @@ pub struct ShardState {
     pub top: TopNames,
     /// The routes: decision cache, per-route counts.
     pub router: Router,
+    /// Per sink (indexed like `counters.sinks`): the distinct series this shard sent it
+    /// over the last hour (statsd at flush, HTTP per accepted payload).
+    pub distinct: Vec<Distinct>,
     /// This shard's producer handles, by sink slot (bit `i` of a decision is `sinks[i]`;
     /// `None` for a removed sink). Taken with every route table; emptied at shutdown.
     pub sinks: Vec<Option<SinkHandle>>,
@@ -116,6 +120,7 @@ impl ShardState {
             epoch,
             top: TopNames::default(),
             router: Router::new(table),
+            distinct: vec![Distinct::new(); sinks.len()],
             sinks,
             sinks_closed: false,
             slots,
@@ -140,6 +145,9 @@ impl ShardState {
                 self.counters
                     .sinks
                     .resize(self.sinks.len(), Default::default());
+            }
+            if self.distinct.len() < self.sinks.len() {
+                self.distinct.resize(self.sinks.len(), Distinct::new());
             }
         }
         let (table, generation) = self.routes_cell.load();

@@ -58,6 +58,7 @@ pub struct Router {
     cache: HashMap<u64, u32, nohash_hasher::BuildNoHashHasher<u64>>,
     rule_counts: Vec<RouteCounters>,
     per_record: Vec<u32>,
+    batch_series: Vec<(u64, u32)>,
 }
 
 impl Router {
@@ -73,6 +74,7 @@ impl Router {
             cache: HashMap::default(),
             rule_counts: vec![RouteCounters::default(); rules],
             per_record: Vec::new(),
+            batch_series: Vec::new(),
         }
     }
 
@@ -218,6 +220,8 @@ impl Router {
         self.begin();
         let mut per_record = std::mem::take(&mut self.per_record);
         per_record.clear();
+        let mut batch_series = std::mem::take(&mut self.batch_series);
+        batch_series.clear();
         let mut tags: Vec<&str> = Vec::new();
         let mut last = None;
         let mut cur = 0u32;
@@ -230,6 +234,7 @@ impl Router {
                 tags.extend(s.tags());
                 let h = series_hash(s.base_name(), tags.iter().copied(), s.host());
                 cur = self.decide(input, s.base_name(), &tags, h);
+                batch_series.push((h, cur));
             }
             self.account(cur, 1, new_series, sinks);
             per_record.push(cur);
@@ -251,7 +256,18 @@ impl Router {
             self.split(&batch, &per_record, &mut out);
         }
         self.per_record = per_record;
+        self.batch_series = batch_series;
         out
+    }
+
+    /// The series of the last [`Self::route_batch`], once each: its [`series_hash`] (as
+    /// computed for the decision) and the sinks it was routed to. For the per-sink distinct
+    /// series counts ([`crate::distinct`]); valid until the next `route_batch`.
+    pub fn batch_series(&self) -> impl Iterator<Item = (u64, SinkSet)> + '_ {
+        self.batch_series.iter().map(|&(h, i)| {
+            let sinks = self.decision(i).map_or(SinkSet::EMPTY, |d| d.sinks);
+            (h, sinks)
+        })
     }
 
     fn split(&mut self, batch: &SeriesBatch, per_record: &[u32], out: &mut RoutedBatch) {
@@ -388,6 +404,16 @@ drop = true
         assert_eq!(
             names(&g[1].1),
             vec!["shop.payvia:sy,x:1", "shop.pay.countvia:sy,x:1"]
+        );
+        let series: Vec<(u64, SinkSet)> = router.batch_series().collect();
+        assert_eq!(
+            series,
+            vec![
+                (series_hash("a", [], "h"), SinkSet(0b10)),
+                (series_hash("checkout.pay", ["x:1"], "h"), SinkSet(0b11)),
+                (series_hash("debug.q", [], "h"), SinkSet::EMPTY),
+            ],
+            "each series once, with the hash it was decided by and its sinks"
         );
         // debug.q: dropped from `old` (which `all` sent it to), 2 values.
         assert_eq!(sinks[1].values_route_dropped, 2);

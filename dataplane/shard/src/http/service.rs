@@ -6,7 +6,11 @@
 //!
 //! Metrics: besides the intake's own, per sink `switchyard_sink_dropped_values_total` with
 //! reasons `route_dropped` / `sampled_out`, and per route `switchyard_route_points_total` /
-//! `switchyard_route_series_total` (counted once a payload is accepted).
+//! `switchyard_route_series_total` (counted once a payload is accepted), and per sink the
+//! distinct series sent to it over the last hour (`switchyard_sink_distinct_series`: each
+//! series or distribution's routing hash, as computed for its decision, inserted into the
+//! shard's counter for every sink the accepted payload went to; checks and events are not
+//! series and are not counted).
 //!
 //! Answers as the vendor does: `202 {"status":"ok"}` (v1) or `202 {"errors":[]}` (v2)
 //! once every destination queue took the payload; `400 {"errors":["..."]}` naming what is
@@ -405,8 +409,8 @@ fn accept(
         kind: InputKind::Http,
         listener: &ctx.listener,
     };
-    // Per item: its decision and its points.
-    let mut items: Vec<(u32, u64)> = Vec::new();
+    // Per item: its decision, its points and its series hash.
+    let mut items: Vec<(u32, u64, u64)> = Vec::new();
     let payload = {
         let mut scratch = ctx.scratch.borrow_mut();
         let mut s = st.borrow_mut();
@@ -424,7 +428,7 @@ fn accept(
             |i| {
                 top.observe(now, i.name, i.points);
                 let h = series_hash(i.name, i.tags.iter().copied(), i.host);
-                items.push((router.decide(input, i.name, i.tags, h), i.points));
+                items.push((router.decide(input, i.name, i.tags, h), i.points, h));
             },
         )
     };
@@ -449,6 +453,11 @@ fn accept(
         payload.wire_bytes,
         payload.decoded_bytes,
     );
+    // Items that are series a vendor bills (before plan_sends may add a placeholder).
+    let distinct_items = match ep {
+        Endpoint::SeriesV1 | Endpoint::SeriesV2 | Endpoint::DistributionPoints => items.len(),
+        Endpoint::CheckRun | Endpoint::Events => 0,
+    };
     let sends = match plan_sends(ctx, st, ep, input, payload, &mut items) {
         Ok(s) => s,
         Err(e) => return refusal(ctx, st, HttpRefusal::CorruptBody, &e.to_string()),
@@ -526,10 +535,22 @@ fn accept(
     let mut s = st.borrow_mut();
     // Routing is counted once the payload is accepted (a refused one is retried).
     let ShardState {
-        counters, router, ..
+        counters,
+        router,
+        distinct,
+        ..
     } = &mut *s;
-    for &(d, p) in &items {
+    let now = switchyard_core::telemetry::top_clock();
+    for (k, &(d, p, h)) in items.iter().enumerate() {
         router.account(d, p, true, &mut counters.sinks);
+        if k < distinct_items {
+            let sinks = router.decision(d).map_or(SinkSet::EMPTY, |d| d.sinks);
+            for i in sinks.iter() {
+                if let Some(c) = distinct.get_mut(i) {
+                    c.insert(h, now);
+                }
+            }
+        }
     }
     let e = s.counters.http.endpoint(ep);
     e.payloads += 1;
@@ -559,14 +580,14 @@ fn plan_sends(
     ep: Endpoint,
     input: Input<'_>,
     payload: IntakePayload,
-    items: &mut Vec<(u32, u64)>,
+    items: &mut Vec<(u32, u64, u64)>,
 ) -> Result<Vec<Send>, BodyError> {
     let mut guard = st.borrow_mut();
     let router = &mut guard.router;
     let series_ep = matches!(ep, Endpoint::SeriesV1 | Endpoint::SeriesV2);
     if items.is_empty() {
         // Events, or an empty series list: by input only.
-        items.push((router.decide(input, "", &[], 0), payload.points));
+        items.push((router.decide(input, "", &[], 0), payload.points, 0));
     }
     if !series_ep {
         let first = items.first().map_or(0, |x| x.0);
@@ -608,7 +629,7 @@ fn plan_sends(
     let mut json = Vec::new();
     let mut scratch = ctx.scratch.borrow_mut();
     for_each_stored_series(&mut scratch, &payload, &mut json, |s| {
-        let Some(&(d, points)) = items.get(k) else {
+        let Some(&(d, points, _)) = items.get(k) else {
             return;
         };
         k += 1;

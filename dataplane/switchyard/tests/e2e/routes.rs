@@ -1,6 +1,8 @@
 //! Routes end to end: statsd lines and HTTP payloads routed by name prefix to different
 //! vendors (`loadgen vendor`), a drop rule, a 10% stable sample over 2000 series, and a
-//! rename with an added tag. Assertions are exact, per vendor.
+//! rename with an added tag. Assertions are exact, per vendor; the ledger's
+//! `distinct_series_1h` per sink is exact for a few series and within HyperLogLog error for
+//! thousands.
 
 use super::harness::{http_post, send_raw, Instance, Options, Vendor};
 use serde_json::Value;
@@ -90,6 +92,21 @@ fn names(stats: &Value) -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
+/// A sink's `distinct_series_1h` in a `/v1/stats` document.
+fn distinct(stats: &Value, sink: &str) -> u64 {
+    stats["ledger"]
+        .as_array()
+        .and_then(|l| l.iter().find(|l| l["sink"] == sink))
+        .and_then(|l| l["distinct_series_1h"].as_u64())
+        .unwrap_or_else(|| panic!("no distinct_series_1h for {sink}: {stats:#}"))
+}
+
+/// Whether an estimate is within three typical HyperLogLog errors of the truth.
+fn within_hll(estimate: u64, truth: usize) -> bool {
+    let err = 3.0 * switchyard_core::distinct::RELATIVE_ERROR * truth as f64;
+    (estimate as f64 - truth as f64).abs() <= err
+}
+
 /// Waits (bounded) until a vendor has received `points` points.
 fn wait_points(v: &Vendor, points: u64) -> Value {
     let until = Instant::now() + Duration::from_secs(60);
@@ -109,7 +126,11 @@ fn statsd_and_http_are_routed_dropped_sampled_and_renamed_per_vendor() {
         Vendor::start("datadog", &[]),
         Vendor::start("datadog", &[]),
     );
-    let sy = Instance::start(options(&a, &b, &trial));
+    // Statsd series flushed every second, so the ledger sees them before the stop.
+    let sy = Instance::start(Options {
+        flush_interval: "1s".into(),
+        ..options(&a, &b, &trial)
+    });
 
     // HTTP: a payload all for `a` (passed through whole), a mixed one (split), one that
     // every rule drops (still 202), and a mixed v2 payload (split, re-encoded as v1).
@@ -196,6 +217,32 @@ fn statsd_and_http_are_routed_dropped_sampled_and_renamed_per_vendor() {
         "switchyard_statsd_lines_total{result=\"ok\"}",
         (5 + LOAD_SERIES) as f64,
     );
+    // Distinct series per sink over the hour, once the statsd series are flushed (`a` has
+    // every point; the shards publish right after routing a flush): `b` got 3 HTTP and 2
+    // statsd series (counted exactly, and none of the load series), `a` 4 HTTP series,
+    // app.hits and the 2000 load series (an estimate; app.hits' sub-metrics are one
+    // series).
+    wait_points(&a, (4 + 2 + LOAD_SERIES) as u64);
+    let until = Instant::now() + Duration::from_secs(10);
+    let stats = loop {
+        let (_, text) = sy.get("/v1/stats");
+        let stats: Value = serde_json::from_str(&text).unwrap();
+        if distinct(&stats, "b") >= 5 && within_hll(distinct(&stats, "a"), 4 + 1 + LOAD_SERIES)
+            || Instant::now() > until
+        {
+            break stats;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(distinct(&stats, "b"), 5, "{stats:#}");
+    let distinct_a = distinct(&stats, "a");
+    assert!(
+        within_hll(distinct_a, 4 + 1 + LOAD_SERIES),
+        "a: {distinct_a}"
+    );
+    let distinct_trial = distinct(&stats, "trial");
+    let gauge = sy.metric("switchyard_sink_distinct_series{sink=\"b\",window=\"1h\"}");
+    assert_eq!(gauge, 5.0);
     let cfg = Config::from_toml(&std::fs::read_to_string(sy.dir.join("switchyard.toml")).unwrap())
         .unwrap();
     sy.stop();
@@ -285,6 +332,10 @@ fn statsd_and_http_are_routed_dropped_sampled_and_renamed_per_vendor() {
     assert_eq!(got_trial, want_trial);
     let n = got_trial.len();
     assert!((140..=260).contains(&n), "{n} of {LOAD_SERIES} sampled");
+    assert!(
+        within_hll(distinct_trial, n),
+        "trial: {distinct_trial} distinct for {n} series sent"
+    );
 }
 
 const LIVE_ROUTES: &str = r#"
