@@ -214,6 +214,7 @@ pub fn context(now_ns: u64) -> LineContext<'static> {
         host: HostSource::Sender("10.0.0.1"),
         dialect: GaugeDialect::Dogstatsd,
         now_ns,
+        scope: 0,
     }
 }
 

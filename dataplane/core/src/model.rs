@@ -48,6 +48,8 @@ pub struct IdentityRef {
     name: Span,
     tags: Span, // indices into `tag_spans`
     host: Span,
+    /// Listener scope (see [`crate::aggregate::SeriesKey::scope`]).
+    scope: u8,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -110,6 +112,10 @@ impl<'a> SeriesRef<'a> {
     pub fn identity(&self) -> IdentityRef {
         self.rec.ident
     }
+    /// The listener scope of its identity (0: aggregated across listeners).
+    pub fn scope(&self) -> u8 {
+        self.rec.ident.scope
+    }
     /// Series type.
     pub fn kind(&self) -> SeriesType {
         self.rec.kind
@@ -146,12 +152,24 @@ impl SeriesBatch {
         }
     }
 
-    /// Adds a series identity (name, canonical tags, host) to the arena.
+    /// Adds a series identity (name, canonical tags, host) to the arena, in scope 0.
     pub fn identity<'t>(
         &mut self,
         name: &str,
         tags: impl IntoIterator<Item = &'t str>,
         host: &str,
+    ) -> IdentityRef {
+        self.identity_scoped(name, tags, host, 0)
+    }
+
+    /// [`SeriesBatch::identity`] in listener scope `scope` (routes that match a statsd
+    /// listener by name read it back with [`SeriesRef::scope`]).
+    pub fn identity_scoped<'t>(
+        &mut self,
+        name: &str,
+        tags: impl IntoIterator<Item = &'t str>,
+        host: &str,
+        scope: u8,
     ) -> IdentityRef {
         let name = self.push_str(name);
         let first = self.tag_spans.len() as u32;
@@ -164,7 +182,12 @@ impl SeriesBatch {
             end: self.tag_spans.len() as u32,
         };
         let host = self.push_str(host);
-        IdentityRef { name, tags, host }
+        IdentityRef {
+            name,
+            tags,
+            host,
+            scope,
+        }
     }
 
     /// Adds one value for an identity; `suffix` is appended to the name (`""` for none).

@@ -35,6 +35,7 @@ fn aggregate(
                     host: HostSource::Sender("10.0.0.1"),
                     dialect,
                     now_ns: i as u64,
+                    scope: 0,
                 };
                 let _ = agg.ingest(&m, cx);
             }
@@ -113,6 +114,7 @@ fn idle_series_report_zeros_until_they_expire() {
         host: HostSource::Sender("h"),
         dialect: GaugeDialect::Dogstatsd,
         now_ns: 0,
+        scope: 0,
     };
     for l in ["c:3|c", "g:7|g", "t:2|ms", "s:a|s"] {
         if let Ok(Message::Metric(m)) = parse_message(l.as_bytes()) {

@@ -73,6 +73,21 @@ fn input_matcher() {
 }
 
 #[test]
+fn only_listeners_a_rule_names_get_a_scope_of_their_own() {
+    let r = routes(
+        r#"{"routes":[{"name":"r","match":{"input":"udp://127.0.0.1:8125"},"to":["old"]}]}"#,
+    );
+    assert_eq!(r.listener_scope(0), 1);
+    assert_eq!(r.scope_listener(1), "udp://127.0.0.1:8125");
+    assert_eq!(r.scope_listener(0), "");
+    for i in 1..LISTENERS.len() + 2 {
+        assert_eq!(r.listener_scope(i), 0, "listener {i}");
+    }
+    let r = routes(r#"{"routes":[{"name":"r","match":{"input":"statsd"},"to":["old"]}]}"#);
+    assert_eq!(r.listener_scope(0), 0);
+}
+
+#[test]
 fn name_matchers() {
     let exact = r#"{"name":"r","match":{"name":"api.req"},"to":["old"]}"#;
     assert!(takes(exact, STATSD, "api.req", &[]));

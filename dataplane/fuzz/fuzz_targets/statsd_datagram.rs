@@ -62,6 +62,7 @@ fn run(data: &[u8]) {
                 host,
                 dialect,
                 now_ns: i as u64,
+                scope: 0,
             };
             // Rejections (tags, series, timer values) are counted by the caller, not errors here.
             let _ = agg.ingest(&m, cx);

@@ -109,8 +109,9 @@ pub async fn serve(
             "HTTP connections still open at shutdown: closing them unanswered"
         );
     }
-    // Connections still open hold the shard state: they must not keep the sink queues open.
-    st.borrow_mut().close_sinks();
+    // Connections still open hold the shard state: the shard closes its sinks once the
+    // flush loop has finished too (the final flush shares them), so those connections never
+    // keep a sink queue open.
 }
 
 async fn connection(

@@ -45,22 +45,31 @@ async fn readable(s: &glommio::net::UdpSocket) {
     }
 }
 
-/// One listener on one shard: its socket, its receive buffers and its gauge dialect.
+/// One listener on one shard: its socket, its receive buffers, its gauge dialect and its
+/// index in the config's `[statsd] listen` list (routes may match it by name).
 #[derive(Debug)]
 pub struct Listener {
     /// The socket.
     pub socket: ListenSocket,
     bufs: RefCell<RecvBuffers>,
     dialect: GaugeDialect,
+    index: usize,
 }
 
 impl Listener {
-    /// A listener reading `batch` datagrams of up to `slot` bytes per call.
-    pub fn new(socket: ListenSocket, dialect: GaugeDialect, batch: usize, slot: usize) -> Self {
+    /// Listener `index` reading `batch` datagrams of up to `slot` bytes per call.
+    pub fn new(
+        socket: ListenSocket,
+        dialect: GaugeDialect,
+        index: usize,
+        batch: usize,
+        slot: usize,
+    ) -> Self {
         Self {
             socket,
             bufs: RefCell::new(RecvBuffers::new(batch, slot)),
             dialect,
+            index,
         }
     }
 }
@@ -83,6 +92,9 @@ pub struct ShardState {
     /// Per sink (indexed like `counters.sinks`): the distinct series this shard sent it
     /// over the last hour (statsd at flush, HTTP per accepted payload).
     pub distinct: Vec<Distinct>,
+    /// The scope each statsd listener's series aggregate in under the table in force, by
+    /// listener index (see [`switchyard_core::aggregate::SeriesKey::scope`]).
+    listener_scopes: Vec<u8>,
     /// This shard's producer handles, by sink slot (bit `i` of a decision is `sinks[i]`;
     /// `None` for a removed sink). Taken with every route table; emptied at shutdown.
     pub sinks: Vec<Option<SinkHandle>>,
@@ -111,6 +123,7 @@ impl ShardState {
         let sinks = slots.handles();
         let (table, routes_generation) = routes.load();
         routes.report(shard, table.version());
+        let listener_scopes = scopes(&table);
         let mut counters = ShardCounters::default();
         counters.sinks.resize(sinks.len(), Default::default());
         Self {
@@ -120,6 +133,7 @@ impl ShardState {
             epoch,
             top: TopNames::default(),
             router: Router::new(table),
+            listener_scopes,
             distinct: vec![Distinct::new(); sinks.len()],
             sinks,
             sinks_closed: false,
@@ -157,6 +171,7 @@ impl ShardState {
             version = table.version(),
             "route table installed"
         );
+        self.listener_scopes = scopes(&table);
         self.router.install(table, &mut self.counters.routes);
         self.routes_generation = generation;
     }
@@ -179,13 +194,23 @@ impl ShardState {
     }
 }
 
-fn process_datagram(st: &mut ShardState, d: Datagram<'_>, dialect: GaugeDialect, now_ns: u64) {
+/// Listener scopes under `table`, for up to 255 statsd listeners (the config's order comes
+/// first in the table's listener list).
+fn scopes(table: &switchyard_core::route::CompiledRoutes) -> Vec<u8> {
+    (0..usize::from(u8::MAX))
+        .map(|i| table.listener_scope(i))
+        .collect()
+}
+
+fn process_datagram(st: &mut ShardState, d: Datagram<'_>, l: &Listener, now_ns: u64) {
+    let dialect = l.dialect;
     let ShardState {
         agg,
         counters,
         ignore_host,
         host,
         last_ip,
+        listener_scopes,
         ..
     } = st;
     let c = &mut counters.statsd;
@@ -220,6 +245,7 @@ fn process_datagram(st: &mut ShardState, d: Datagram<'_>, dialect: GaugeDialect,
         host: source,
         dialect,
         now_ns,
+        scope: listener_scopes.get(l.index).copied().unwrap_or(0),
     };
     // Validate UTF-8 once per datagram (SIMD); only a datagram that fails is re-checked
     // line by line, so one bad line rejects only itself.
@@ -277,7 +303,7 @@ pub fn read_batch(l: &Listener, st: &mut ShardState) -> usize {
         st.counters.statsd.recv_batches += 1;
         let now_ns = st.now_ns();
         for d in bufs.datagrams() {
-            process_datagram(st, d, l.dialect, now_ns);
+            process_datagram(st, d, l, now_ns);
         }
     }
     n

@@ -197,6 +197,7 @@ pub fn start(
 fn bind_listener(
     s: &ShardSetup,
     l: &ListenerConfig,
+    index: usize,
     telemetry: &Telemetry,
 ) -> Result<Option<Listener>, String> {
     match &l.address {
@@ -217,6 +218,7 @@ fn bind_listener(
             Ok(Some(Listener::new(
                 ListenSocket::Udp(g),
                 l.gauge_dialect,
+                index,
                 s.batch,
                 s.slot,
             )))
@@ -237,6 +239,7 @@ fn bind_listener(
             Ok(Some(Listener::new(
                 ListenSocket::Unix(g),
                 l.gauge_dialect,
+                index,
                 s.batch,
                 s.slot,
             )))
@@ -247,8 +250,8 @@ fn bind_listener(
 async fn shard_main(s: ShardSetup) {
     let telemetry = s.io.telemetry.clone();
     let mut listeners = Vec::new();
-    for l in &s.listeners {
-        match bind_listener(&s, l, &telemetry) {
+    for (index, l) in s.listeners.iter().enumerate() {
+        match bind_listener(&s, l, index, &telemetry) {
             Ok(Some(x)) => listeners.push(Rc::new(x)),
             Ok(None) => {}
             Err(e) => {
@@ -325,7 +328,9 @@ async fn shard_main(s: ShardSetup) {
     if let Some(t) = http_task {
         t.await;
     }
-    // Receive loops that have not noticed the stop yet must not keep the queues open.
+    // The final flush is done and the HTTP drain is over: connections still open (stalled
+    // clients) and receive loops that have not noticed the stop must not keep the queues
+    // open.
     st.borrow_mut().close_sinks();
     tracing::info!(shard = s.shard, "shard stopped");
 }

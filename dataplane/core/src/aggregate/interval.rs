@@ -86,6 +86,9 @@ pub struct LineContext<'a> {
     pub dialect: GaugeDialect,
     /// Monotonic time of the datagram, nanoseconds.
     pub now_ns: u64,
+    /// Listener scope of the series (0: aggregated across listeners; see
+    /// [`super::SeriesKey::scope`]).
+    pub scope: u8,
 }
 
 /// The shard-local aggregator for the current interval.
@@ -164,7 +167,9 @@ impl IntervalAggregator {
     /// [`LineError::TooManyTags`], [`LineError::SeriesLimit`] or
     /// [`LineError::TimerValuesLimit`]; the line is then not applied at all.
     pub fn ingest(&mut self, line: &MetricLine<'_>, cx: LineContext<'_>) -> Result<(), LineError> {
-        let id = self.keys.build(line.name, line.tags, cx.host)?;
+        let id = self
+            .keys
+            .build_scoped(line.name, line.tags, cx.host, cx.scope)?;
         let (keys, n, max) = (&self.keys, &mut self.series, self.max_series);
         match line.kind {
             MetricKind::Counter => {
@@ -264,6 +269,7 @@ mod tests {
             host: HostSource::Sender("h"),
             dialect,
             now_ns: 1,
+            scope: 0,
         }
     }
 

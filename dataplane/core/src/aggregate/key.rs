@@ -1,4 +1,9 @@
-//! Series identity: metric name, canonical tags and host, packed into one byte string.
+//! Series identity: metric name, canonical tags and host, packed into one byte string, and
+//! a listener scope.
+//!
+//! The scope is 0 for series aggregated across listeners (the default, as gostatsd does),
+//! or `1 + i` when the route table in force matches on listener `i` by name: the same
+//! name, tags and host then make one series per listener, so a route can tell them apart.
 //!
 //! Tags are canonicalised so that tag order never splits a series: empty tags dropped, sorted,
 //! de-duplicated. The key is built in a reusable scratch buffer and identified by a 128-bit
@@ -9,11 +14,14 @@
 use crate::statsd::LineError;
 use std::hash::BuildHasher;
 
-/// A packed series key: `name ++ tags joined by ',' ++ host`, with the part lengths.
+/// A packed series key: `name ++ tags joined by ',' ++ host`, with the part lengths and
+/// the listener scope.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SeriesKey {
     bytes: Box<[u8]>,
-    name_len: u32,
+    // A name is at most a datagram (64 KiB): 16 bits, so the key stays 24 bytes.
+    name_len: u16,
+    scope: u8,
     tags_len: u32,
 }
 
@@ -21,6 +29,10 @@ impl SeriesKey {
     /// The metric name.
     pub fn name(&self) -> &str {
         self.part(0, self.name_len as usize)
+    }
+    /// The listener scope (0: across listeners; `1 + i`: listener `i` only).
+    pub fn scope(&self) -> u8 {
+        self.scope
     }
     /// Canonical tags joined by `,` (empty when there are none).
     pub fn tags_joined(&self) -> &str {
@@ -33,7 +45,10 @@ impl SeriesKey {
     }
     /// The host (empty when unknown).
     pub fn host(&self) -> &str {
-        self.part((self.name_len + self.tags_len) as usize, self.bytes.len())
+        self.part(
+            self.name_len as usize + self.tags_len as usize,
+            self.bytes.len(),
+        )
     }
     fn part(&self, a: usize, b: usize) -> &str {
         // Keys are only built from `&str` parts split at char boundaries.
@@ -57,8 +72,9 @@ pub struct KeyBuilder {
     /// (8-byte big-endian prefix, start, end) of each tag: the prefix orders most tags
     /// without a byte-string comparison.
     tags: Vec<(u64, u32, u32)>,
-    name_len: u32,
+    name_len: u16,
     tags_len: u32,
+    scope: u8,
     /// Maximum number of tags accepted on one line.
     pub max_tags: usize,
     seed: u64,
@@ -76,9 +92,10 @@ pub struct SeriesId {
     pub check: u64,
 }
 
-fn series_id(seed: u64, bytes: &[u8], name_len: u32, tags_len: u32) -> SeriesId {
-    // The part lengths select the hash function, so `ab|c` and `a|bc` never share an id.
-    let lens = (u64::from(name_len) << 32) | u64::from(tags_len);
+fn series_id(seed: u64, bytes: &[u8], name_len: u16, tags_len: u32, scope: u8) -> SeriesId {
+    // The part lengths (and the scope) select the hash function, so `ab|c` and `a|bc` never
+    // share an id, nor one series in two scopes.
+    let lens = (u64::from(scope) << 56) | (u64::from(name_len) << 32) | u64::from(tags_len);
     let h = xxhash_rust::xxh3::xxh3_128_with_seed(
         bytes,
         seed ^ lens.wrapping_mul(0x9E37_79B9_7F4A_7C15),
@@ -116,22 +133,42 @@ impl KeyBuilder {
             tags: Vec::with_capacity(32),
             name_len: 0,
             tags_len: 0,
+            scope: 0,
             max_tags,
             seed,
         }
     }
 
-    /// Builds the canonical key of `name` with the raw DogStatsD tag list `raw_tags` and returns
-    /// its hash. The key stays in the scratch buffer until the next call.
+    /// Builds the canonical key of `name` with the raw DogStatsD tag list `raw_tags`, in
+    /// scope 0, and returns its hash. The key stays in the scratch buffer until the next call.
     ///
     /// # Errors
-    /// [`LineError::TooManyTags`] when the line carries more than `max_tags` tags.
+    /// [`LineError::TooManyTags`] when the line carries more than `max_tags` tags;
+    /// [`LineError::TooLong`] for a name over 64 KiB.
     pub fn build(
         &mut self,
         name: &str,
         raw_tags: &str,
         host: HostSource<'_>,
     ) -> Result<SeriesId, LineError> {
+        self.build_scoped(name, raw_tags, host, 0)
+    }
+
+    /// [`KeyBuilder::build`] in listener scope `scope`.
+    ///
+    /// # Errors
+    /// As [`KeyBuilder::build`].
+    pub fn build_scoped(
+        &mut self,
+        name: &str,
+        raw_tags: &str,
+        host: HostSource<'_>,
+        scope: u8,
+    ) -> Result<SeriesId, LineError> {
+        let Ok(name_len) = u16::try_from(name.len()) else {
+            return Err(LineError::TooLong);
+        };
+        self.scope = scope;
         self.tags.clear();
         let mut host_tag: Option<(u32, u32)> = None;
         let mut start = 0usize;
@@ -167,7 +204,7 @@ impl KeyBuilder {
             }
             self.buf.extend_from_slice(slice(t).as_bytes());
         }
-        self.name_len = name.len() as u32;
+        self.name_len = name_len;
         self.tags_len = (self.buf.len() - tags_start) as u32;
         match host {
             HostSource::Sender(h) => self.buf.extend_from_slice(h.as_bytes()),
@@ -181,17 +218,26 @@ impl KeyBuilder {
     }
 
     fn hash_current(&self) -> SeriesId {
-        series_id(self.seed, &self.buf, self.name_len, self.tags_len)
+        series_id(
+            self.seed,
+            &self.buf,
+            self.name_len,
+            self.tags_len,
+            self.scope,
+        )
     }
 
     /// The id of an owned key, exactly as [`KeyBuilder::build`] computed it from scratch.
     pub fn hash_key(&self, key: &SeriesKey) -> SeriesId {
-        series_id(self.seed, &key.bytes, key.name_len, key.tags_len)
+        series_id(self.seed, &key.bytes, key.name_len, key.tags_len, key.scope)
     }
 
     /// Whether the scratch key equals `key` byte for byte.
     pub fn matches(&self, key: &SeriesKey) -> bool {
-        key.name_len == self.name_len && key.tags_len == self.tags_len && *key.bytes == self.buf[..]
+        key.name_len == self.name_len
+            && key.tags_len == self.tags_len
+            && key.scope == self.scope
+            && *key.bytes == self.buf[..]
     }
 
     /// Copies the scratch key into an owned key (the one allocation of a new series).
@@ -199,6 +245,7 @@ impl KeyBuilder {
         SeriesKey {
             bytes: self.buf.as_slice().into(),
             name_len: self.name_len,
+            scope: self.scope,
             tags_len: self.tags_len,
         }
     }
@@ -261,6 +308,25 @@ mod tests {
             b.build("m", "a,b,c", HostSource::Tag),
             Err(LineError::TooManyTags)
         );
+    }
+
+    #[test]
+    fn a_scope_makes_another_series_and_keeps_the_key_small() {
+        let mut b = KeyBuilder::new(7, 64);
+        let h0 = b.build("m", "a", HostSource::Sender("h")).unwrap();
+        let k0 = b.to_key();
+        let h1 = b
+            .build_scoped("m", "a", HostSource::Sender("h"), 1)
+            .unwrap();
+        let k1 = b.to_key();
+        assert_ne!(h0, h1);
+        assert_ne!(k0, k1);
+        assert_eq!((k1.scope(), k1.name(), k1.host()), (1, "m", "h"));
+        assert_eq!(b.hash_key(&k1), h1);
+        assert!(!b.matches(&k0));
+        assert_eq!(std::mem::size_of::<SeriesKey>(), 24);
+        let long = "x".repeat(70_000);
+        assert_eq!(b.build(&long, "", HostSource::Tag), Err(LineError::TooLong));
     }
 
     #[test]

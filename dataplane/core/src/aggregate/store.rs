@@ -212,7 +212,7 @@ impl OwnerStore {
         let mut st = FlushStats::default();
         let before = out.len();
         for e in self.counters.iter() {
-            let id = out.identity(e.key.name(), e.key.tags(), e.key.host());
+            let id = out.identity_scoped(e.key.name(), e.key.tags(), e.key.host(), e.key.scope());
             out.push(id, "", SeriesType::Rate, e.val.sum / interval);
             out.push(id, ".count", SeriesType::Gauge, e.val.sum);
             st.series_emitted += 1;
@@ -229,18 +229,18 @@ impl OwnerStore {
                 g.pending_free_delta = 0.0;
                 g.touched = false;
             }
-            let id = out.identity(e.key.name(), e.key.tags(), e.key.host());
+            let id = out.identity_scoped(e.key.name(), e.key.tags(), e.key.host(), e.key.scope());
             out.push(id, "", SeriesType::Gauge, g.value);
             st.series_emitted += 1;
         }
         for e in self.sets.iter() {
-            let id = out.identity(e.key.name(), e.key.tags(), e.key.host());
+            let id = out.identity_scoped(e.key.name(), e.key.tags(), e.key.host(), e.key.scope());
             out.push(id, "", SeriesType::Gauge, e.val.members.len() as f64);
             st.series_emitted += 1;
         }
         for e in self.timers.iter_mut() {
             let t = &mut e.val;
-            let id = out.identity(e.key.name(), e.key.tags(), e.key.host());
+            let id = out.identity_scoped(e.key.name(), e.key.tags(), e.key.host(), e.key.scope());
             let s = timer::stats(&mut t.values).unwrap_or_default();
             let count = (t.sampled_count + 0.5).floor();
             out.push(id, ".lower", SeriesType::Gauge, s.lower);

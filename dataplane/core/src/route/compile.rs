@@ -86,6 +86,9 @@ impl Rule {
 pub struct CompiledRoutes {
     pub(crate) table: RouteTable,
     pub(crate) sinks: Vec<String>,
+    /// The listener names rules may match, in the order given to [`compile`], and whether
+    /// some rule matches each.
+    pub(crate) listeners: Vec<(String, bool)>,
     pub(crate) rules: Vec<Rule>,
     /// Rules checked for every series.
     pub(crate) always: Bucket,
@@ -112,6 +115,25 @@ impl CompiledRoutes {
     /// The sink names, in the order [`SinkSet`] bits refer to.
     pub fn sinks(&self) -> &[String] {
         &self.sinks
+    }
+
+    /// The scope series of listener `index` (in the listener order given to [`compile`])
+    /// aggregate in: `1 + index` when some rule matches that listener by name, so its series
+    /// stay apart from other listeners'; 0 (aggregated across listeners) otherwise, or past
+    /// 254 listeners.
+    pub fn listener_scope(&self, index: usize) -> u8 {
+        match self.listeners.get(index) {
+            Some((_, true)) => u8::try_from(index + 1).unwrap_or(0),
+            _ => 0,
+        }
+    }
+
+    /// The listener name of a scope ([`Self::listener_scope`]); `""` for scope 0.
+    pub fn scope_listener(&self, scope: u8) -> &str {
+        (scope as usize)
+            .checked_sub(1)
+            .and_then(|i| self.listeners.get(i))
+            .map_or("", |(name, _)| name.as_str())
     }
 
     /// Number of rules (rule indices in a [`super::Decision`] are below this).
@@ -152,6 +174,7 @@ pub fn compile<S: AsRef<str>, L: AsRef<str>>(
     let mut out = CompiledRoutes {
         table: table.clone(),
         sinks,
+        listeners: listeners.iter().map(|l| (l.to_string(), false)).collect(),
         rules: Vec::with_capacity(table.routes.len()),
         always: Vec::new(),
         exact: Index::default(),
@@ -188,6 +211,13 @@ pub fn compile<S: AsRef<str>, L: AsRef<str>>(
         }
         if r.matcher.is_empty() && rule.sample_below.is_none() && (r.drop || r.is_final) {
             shadow = Some(i);
+        }
+        if let Some(InputMatch::Listener(l)) = &rule.input {
+            for (name, used) in &mut out.listeners {
+                if **name == **l {
+                    *used = true;
+                }
+            }
         }
         out.rules.push(rule);
     }

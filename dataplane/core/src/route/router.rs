@@ -206,17 +206,14 @@ impl Router {
     }
 
     /// Routes one flushed statsd batch: decides each series (by base name, tags and host;
-    /// input `statsd`, listener `""`: statsd series are aggregated across listeners),
-    /// counts it ([`Self::account`]), and splits the batch by destination.
+    /// input `statsd`, and the listener of its scope: `""` for series aggregated across
+    /// listeners), counts it ([`Self::account`]), and splits the batch by destination.
     pub fn route_batch(
         &mut self,
         batch: Arc<SeriesBatch>,
         sinks: &mut [SinkEnqueueCounters],
     ) -> RoutedBatch {
-        let input = Input {
-            kind: InputKind::Statsd,
-            listener: "",
-        };
+        let routes = self.routes.clone();
         self.begin();
         let mut per_record = std::mem::take(&mut self.per_record);
         per_record.clear();
@@ -232,7 +229,16 @@ impl Router {
                 last = Some(id);
                 tags.clear();
                 tags.extend(s.tags());
-                let h = series_hash(s.base_name(), tags.iter().copied(), s.host());
+                let scope = s.scope();
+                let input = Input {
+                    kind: InputKind::Statsd,
+                    listener: routes.scope_listener(scope),
+                };
+                // The same series in another scope is another decision (and series).
+                let h = scope_hash(
+                    series_hash(s.base_name(), tags.iter().copied(), s.host()),
+                    scope,
+                );
                 cur = self.decide(input, s.base_name(), &tags, h);
                 batch_series.push((h, cur));
             }
@@ -325,6 +331,15 @@ impl Router {
             .into_iter()
             .map(|g| (g.set, Arc::new(g.batch)))
             .collect();
+    }
+}
+
+/// A series hash in listener scope `scope` (unchanged in scope 0).
+fn scope_hash(h: u64, scope: u8) -> u64 {
+    if scope == 0 {
+        h
+    } else {
+        (h ^ u64::from(scope)).wrapping_mul(0x9E37_79B9_7F4A_7C15)
     }
 }
 

@@ -485,3 +485,51 @@ fn a_table_put_through_the_api_reaches_every_shard_mid_stream() {
         want.len()
     );
 }
+
+#[test]
+fn a_route_on_a_statsd_listener_keeps_its_series_apart_from_other_listeners() {
+    // A third listener, named in a route: its series aggregate apart from the same series
+    // on the other listeners (which stay aggregated together, as without such a route).
+    let port = super::harness::free_udp_port();
+    let name = format!("udp://127.0.0.1:{port}");
+    let side = std::env::temp_dir().join(format!(
+        "switchyard-e2e-listener-{}.ndjson",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&side);
+    let sy = Instance::start(Options {
+        shards: 2,
+        extra_listen: vec![format!("\"{name}\"")],
+        extra_sinks: format!(
+            "[sinks.side]\ntype = \"file\"\npath = \"{}\"\n",
+            side.display()
+        ),
+        routes: Some(format!(
+            "[[routes]]\nname = \"from-side\"\nmatch = {{ input = \"{name}\" }}\nto = [\"side\"]\nfinal = true\n\n\
+             [[routes]]\nname = \"rest\"\nto = [\"out\"]\n"
+        )),
+        ..Options::default()
+    });
+    send_raw(sy.statsd, &[&b"hits:1|c\nlat:10|ms"[..]; 3]);
+    send_raw(sy.etsy, &[&b"hits:1|c"[..]; 2]);
+    send_raw(port, &[&b"hits:1|c\nlat:30|ms"[..]; 7]);
+    sy.wait_metric("switchyard_statsd_lines_total{result=\"ok\"}", 22.0);
+    let out = sy.stop();
+    let side_out = super::harness::read_series(&side);
+    let _ = std::fs::remove_file(&side);
+    super::harness::assert_exactly_once(&out);
+    super::harness::assert_exactly_once(&side_out);
+    assert_eq!(
+        super::harness::value(&out, "hits.count", &[]),
+        5.0,
+        "{out:?}"
+    );
+    assert_eq!(super::harness::value(&out, "lat.count", &[]), 3.0);
+    assert_eq!(
+        super::harness::value(&side_out, "hits.count", &[]),
+        7.0,
+        "{side_out:?}"
+    );
+    assert_eq!(super::harness::value(&side_out, "lat.count", &[]), 7.0);
+    assert_eq!(super::harness::value(&side_out, "lat.upper", &[]), 30.0);
+}
