@@ -12,6 +12,9 @@
 //! with full jitter, or the vendor's `Retry-After`), and account every value as delivered or
 //! dropped by reason.
 //!
+//! Every configured sink runs, in a [`SinkSlots`] slot the shards and route tables index
+//! (see [`slots`]); [`SinkRuntime::reconcile`] applies a reloaded config's sinks.
+//!
 //! Sinks: `file` and `stdout` (NDJSON v1 series), `blackhole`, `datadog` (series as
 //! `/api/v1/series`, payloads passed through), `signalfx` (translated to `/v2/datapoint`,
 //! JSON or protobuf). HTTP sinks speak HTTPS with rustls: Mozilla's roots plus `ca_file`.
