@@ -24,11 +24,16 @@
 //! `balanced` is false. At rest (nothing arriving, queues drained, the shards' counters
 //! published) every ledger balances with `queued` and `in_flight` at 0.
 //!
-//! Bytes are tracked where the data has a byte size: `bytes.queued` is the HTTP payload body
-//! bytes queued or being handled (`switchyard_sink_queue_bytes`), `bytes.delivered` and
-//! `bytes.delivered_uncompressed` what was delivered after and before compression
-//! (`switchyard_sink_bytes_total`, `switchyard_sink_uncompressed_bytes_total`). Statsd batches
-//! have no byte size before a sink encodes them, so there is no byte identity.
+//! The same identities hold in bytes for HTTP payloads (`bytes`), in body bytes as accepted
+//! (before any re-encoding): the shards count what they enqueued and what a full queue
+//! refused (`queue_full`), the sink what it took off the queue, and when it is done with a
+//! payload it splits the payload's bytes between `delivered` and the drop reasons in
+//! proportion to its values. `bytes.held` is the gauge of payload bytes queued or being
+//! handled (`switchyard_sink_queue_bytes`: `queued + in_flight` read at another instant).
+//! Statsd batches have no byte size before a sink encodes them, so they are only in
+//! `bytes.sent` and `bytes.sent_uncompressed`: what the sink delivered after and before
+//! compression, every item included (`switchyard_sink_bytes_total`,
+//! `switchyard_sink_uncompressed_bytes_total`).
 //!
 //! `distinct_series_1h` is the figure vendors bill by: the distinct series (name, tags and
 //! host) the shards sent the sink over the last hour, estimated from the shards' merged
@@ -46,21 +51,23 @@ use switchyard_sinks::{DropReason, SinkProbe, SinkStats};
 pub struct SinkLedger {
     /// Sink name.
     pub sink: String,
-    /// The identity in values.
-    pub values: ValueLedger,
-    /// Bytes where tracked.
+    /// The identities in values.
+    pub values: FlowLedger,
+    /// The identities in HTTP payload body bytes, and the bytes sent.
     pub bytes: ByteLedger,
     /// Estimated distinct series sent to the sink over the last hour.
     pub distinct_series_1h: u64,
-    /// Both identities hold without clamping.
+    /// Every identity holds without clamping.
     pub balanced: bool,
-    /// Remainders that came out negative and were clamped to 0 (`queued`, `in_flight`).
+    /// Remainders that came out negative and were clamped to 0 (`queued`, `in_flight`,
+    /// `bytes.queued`, `bytes.in_flight`).
     pub clamped: Vec<&'static str>,
 }
 
-/// The value counts of a ledger.
+/// One unit's identities: `enqueued = received + queued`, `received = delivered + in_flight
+/// + Σ dropped` (the shards' reasons excepted).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ValueLedger {
+pub struct FlowLedger {
     /// Handed to the sink's queue by the shards.
     pub enqueued: u64,
     /// Still in the queue (`enqueued - received`).
@@ -71,77 +78,100 @@ pub struct ValueLedger {
     pub delivered: u64,
     /// Held by a worker: being sent or waiting to retry (`received - delivered - dropped`).
     pub in_flight: u64,
-    /// Dropped, by reason (`queue_full`: by the shards, before enqueueing).
+    /// Dropped, by reason (`queue_full`, `route_dropped`, `sampled_out`: by the shards,
+    /// before enqueueing).
     pub dropped: BTreeMap<&'static str, u64>,
 }
 
-/// The byte counts of a ledger.
+/// The byte side of a ledger.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ByteLedger {
-    /// HTTP payload body bytes queued or being handled.
-    pub queued: u64,
-    /// Delivered, after compression (on the wire, or written).
+    /// HTTP payload body bytes, with the same identities as values.
+    #[serde(flatten)]
+    pub payloads: FlowLedger,
+    /// Payload body bytes queued or being handled right now (a gauge).
+    pub held: u64,
+    /// Bytes delivered after compression (on the wire, or written), every item included.
+    pub sent: u64,
+    /// The same before compression.
+    pub sent_uncompressed: u64,
+}
+
+/// The raw counters of one flow (values or payload bytes), as read.
+#[derive(Debug, Clone, Default)]
+pub struct Flow {
+    /// Enqueued by the shards.
+    pub enqueued: u64,
+    /// Dropped by the shards before enqueueing, by reason.
+    pub shard_dropped: Vec<(&'static str, u64)>,
+    /// Received by the sink.
+    pub received: u64,
+    /// Delivered.
     pub delivered: u64,
-    /// Delivered, before compression.
-    pub delivered_uncompressed: u64,
+    /// Dropped by the sink, by reason.
+    pub dropped: Vec<(&'static str, u64)>,
 }
 
 /// The raw counters of one sink, as read.
 #[derive(Debug, Clone, Default)]
 pub struct Counters {
-    /// Values enqueued by the shards.
-    pub enqueued: u64,
-    /// Values the shards dropped because the queue was full.
-    pub queue_full: u64,
-    /// Values a `drop` route discarded from this sink.
-    pub route_dropped: u64,
-    /// Values outside a route's `sample` for this sink.
-    pub sampled_out: u64,
-    /// Values received by the sink.
-    pub received: u64,
-    /// Values delivered.
-    pub delivered: u64,
-    /// Values the sink dropped, by reason.
-    pub dropped: Vec<(&'static str, u64)>,
-    /// Bytes: queued, delivered, delivered uncompressed.
-    pub bytes: (u64, u64, u64),
+    /// Values.
+    pub values: Flow,
+    /// Payload body bytes.
+    pub payload_bytes: Flow,
+    /// Payload bytes queued or being handled (gauge).
+    pub held: u64,
+    /// Bytes sent after and before compression.
+    pub sent: (u64, u64),
     /// Estimated distinct series sent over the last hour.
     pub distinct_series_1h: u64,
+}
+
+/// Settles one flow, clamping negative remainders (named `prefix` + the remainder).
+fn settle(f: &Flow, prefix: &'static str, clamped: &mut Vec<&'static str>) -> FlowLedger {
+    let name = |r: &'static str| -> &'static str {
+        match (prefix, r) {
+            ("", r) => r,
+            (_, "queued") => "bytes.queued",
+            _ => "bytes.in_flight",
+        }
+    };
+    let queued = f.enqueued.checked_sub(f.received).unwrap_or_else(|| {
+        clamped.push(name("queued"));
+        0
+    });
+    let accounted = f
+        .dropped
+        .iter()
+        .fold(f.delivered, |acc, (_, n)| acc.saturating_add(*n));
+    let in_flight = f.received.checked_sub(accounted).unwrap_or_else(|| {
+        clamped.push(name("in_flight"));
+        0
+    });
+    let dropped = f.dropped.iter().chain(&f.shard_dropped).copied().collect();
+    FlowLedger {
+        enqueued: f.enqueued,
+        queued,
+        received: f.received,
+        delivered: f.delivered,
+        in_flight,
+        dropped,
+    }
 }
 
 /// Builds a ledger from raw counters (clamping and flagging negative remainders).
 pub fn compute(sink: &str, c: &Counters) -> SinkLedger {
     let mut clamped = Vec::new();
-    let queued = c.enqueued.checked_sub(c.received).unwrap_or_else(|| {
-        clamped.push("queued");
-        0
-    });
-    let accounted = c
-        .dropped
-        .iter()
-        .fold(c.delivered, |acc, (_, n)| acc.saturating_add(*n));
-    let in_flight = c.received.checked_sub(accounted).unwrap_or_else(|| {
-        clamped.push("in_flight");
-        0
-    });
-    let mut dropped: BTreeMap<&'static str, u64> = c.dropped.iter().copied().collect();
-    dropped.insert("queue_full", c.queue_full);
-    dropped.insert("route_dropped", c.route_dropped);
-    dropped.insert("sampled_out", c.sampled_out);
+    let values = settle(&c.values, "", &mut clamped);
+    let payloads = settle(&c.payload_bytes, "bytes", &mut clamped);
     SinkLedger {
         sink: sink.to_string(),
-        values: ValueLedger {
-            enqueued: c.enqueued,
-            queued,
-            received: c.received,
-            delivered: c.delivered,
-            in_flight,
-            dropped,
-        },
+        values,
         bytes: ByteLedger {
-            queued: c.bytes.0,
-            delivered: c.bytes.1,
-            delivered_uncompressed: c.bytes.2,
+            payloads,
+            held: c.held,
+            sent: c.sent.0,
+            sent_uncompressed: c.sent.1,
         },
         distinct_series_1h: c.distinct_series_1h,
         balanced: clamped.is_empty(),
@@ -157,22 +187,43 @@ pub fn ledgers(t: &Telemetry, sinks: &[SinkProbe]) -> Vec<SinkLedger> {
         .iter()
         .map(|p| {
             let s = &p.stats;
-            let delivered = SinkStats::get(&s.values_delivered);
-            let dropped = DropReason::ALL
-                .iter()
-                .map(|r| (r.as_str(), s.dropped(*r)))
-                .collect();
-            let bytes = (
-                SinkStats::get(&s.queued_bytes),
+            let values = Flow {
+                delivered: SinkStats::get(&s.values_delivered),
+                dropped: DropReason::ALL
+                    .iter()
+                    .map(|r| (r.as_str(), s.dropped(*r)))
+                    .collect(),
+                ..Flow::default()
+            };
+            let payload_bytes = Flow {
+                delivered: SinkStats::get(&s.payload_bytes_delivered),
+                dropped: DropReason::ALL
+                    .iter()
+                    .zip(&s.payload_bytes_dropped)
+                    .map(|(r, c)| (r.as_str(), SinkStats::get(c)))
+                    .collect(),
+                ..Flow::default()
+            };
+            let sent = (
                 SinkStats::get(&s.bytes),
                 SinkStats::get(&s.bytes_uncompressed),
             );
-            let received = SinkStats::get(&s.values_received);
+            let held = SinkStats::get(&s.queued_bytes);
+            let received = (
+                SinkStats::get(&s.values_received),
+                SinkStats::get(&s.payload_bytes_received),
+            );
             Counters {
-                received,
-                delivered,
-                dropped,
-                bytes,
+                values: Flow {
+                    received: received.0,
+                    ..values
+                },
+                payload_bytes: Flow {
+                    received: received.1,
+                    ..payload_bytes
+                },
+                held,
+                sent,
                 ..Counters::default()
             }
         })
@@ -184,13 +235,17 @@ pub fn ledgers(t: &Telemetry, sinks: &[SinkProbe]) -> Vec<SinkLedger> {
         .zip(raw)
         .enumerate()
         .map(|(i, (p, mut c))| {
-            c.distinct_series_1h = distinct.get(i).copied().unwrap_or(0);
             if let Some(e) = total.sinks.get(i) {
-                c.enqueued = e.values_enqueued;
-                c.queue_full = e.values_dropped_full;
-                c.route_dropped = e.values_route_dropped;
-                c.sampled_out = e.values_sampled_out;
+                c.values.enqueued = e.values_enqueued;
+                c.values.shard_dropped = vec![
+                    ("queue_full", e.values_dropped_full),
+                    ("route_dropped", e.values_route_dropped),
+                    ("sampled_out", e.values_sampled_out),
+                ];
+                c.payload_bytes.enqueued = e.payload_bytes_enqueued;
+                c.payload_bytes.shard_dropped = vec![("queue_full", e.payload_bytes_dropped_full)];
             }
+            c.distinct_series_1h = distinct.get(i).copied().unwrap_or(0);
             compute(&p.name, &c)
         })
         .collect()
@@ -201,18 +256,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn remainders_are_queued_and_in_flight() {
+    fn remainders_are_queued_and_in_flight_in_values_and_bytes() {
         let l = compute(
             "s",
             &Counters {
-                enqueued: 100,
-                queue_full: 7,
-                route_dropped: 3,
-                sampled_out: 4,
-                received: 90,
-                delivered: 60,
-                dropped: vec![("retries_exhausted", 20), ("rejected", 5)],
-                bytes: (10, 20, 30),
+                values: Flow {
+                    enqueued: 100,
+                    shard_dropped: vec![
+                        ("queue_full", 7),
+                        ("route_dropped", 3),
+                        ("sampled_out", 4),
+                    ],
+                    received: 90,
+                    delivered: 60,
+                    dropped: vec![("retries_exhausted", 20), ("rejected", 5)],
+                },
+                payload_bytes: Flow {
+                    enqueued: 1000,
+                    shard_dropped: vec![("queue_full", 70)],
+                    received: 900,
+                    delivered: 600,
+                    dropped: vec![("retries_exhausted", 200), ("rejected", 50)],
+                },
+                held: 150,
+                sent: (20, 30),
                 distinct_series_1h: 42,
             },
         );
@@ -229,8 +296,18 @@ mod tests {
             l.values.received + l.values.queued,
             "{l:?}"
         );
-        assert_eq!(l.bytes.delivered_uncompressed, 30);
+        assert_eq!(
+            (l.bytes.payloads.queued, l.bytes.payloads.in_flight),
+            (100, 50)
+        );
+        assert_eq!(l.bytes.payloads.dropped["queue_full"], 70);
+        assert_eq!(
+            (l.bytes.held, l.bytes.sent, l.bytes.sent_uncompressed),
+            (150, 20, 30)
+        );
         assert_eq!(l.distinct_series_1h, 42);
+        let json = serde_json::to_value(&l).unwrap();
+        assert_eq!(json["bytes"]["in_flight"], 50, "{json}");
     }
 
     #[test]
@@ -238,15 +315,24 @@ mod tests {
         let l = compute(
             "s",
             &Counters {
-                enqueued: 5,
-                received: 10,
-                delivered: 8,
-                dropped: vec![("fatal", 3)],
+                values: Flow {
+                    enqueued: 5,
+                    received: 10,
+                    delivered: 8,
+                    dropped: vec![("fatal", 3)],
+                    ..Flow::default()
+                },
+                payload_bytes: Flow {
+                    enqueued: 5,
+                    received: 4,
+                    delivered: 9,
+                    ..Flow::default()
+                },
                 ..Counters::default()
             },
         );
         assert!(!l.balanced);
-        assert_eq!(l.clamped, vec!["queued", "in_flight"]);
+        assert_eq!(l.clamped, vec!["queued", "in_flight", "bytes.in_flight"]);
         assert_eq!((l.values.queued, l.values.in_flight), (0, 0));
     }
 }

@@ -2,7 +2,9 @@
 //! counters) and what each sink took, delivered, dropped by reason and how its requests went
 //! (the sink's own atomics). The shards' own reasons in `switchyard_sink_dropped_values_total`:
 //! `queue_full` (the queue had no room), `route_dropped` (a `drop` route discarded values
-//! earlier routes sent to the sink), `sampled_out` (outside a route's `sample`).
+//! earlier routes sent to the sink), `sampled_out` (outside a route's `sample`). Payload
+//! body bytes: `switchyard_sink_enqueued_payload_bytes_total` and
+//! `switchyard_sink_payload_bytes_total{stage=received|delivered|dropped,reason}`.
 //! `switchyard_sink_distinct_series{sink,window="1h"}` (gauge): the distinct series the
 //! shards sent the sink over the last hour, the figure vendors bill by (HyperLogLog
 //! estimate merged over shards, `switchyard_core::distinct`).
@@ -80,11 +82,16 @@ const PER_SINK: [(&str, &str, &str, PerSink); 10] = [
 /// Renders every sink family.
 pub(super) fn render(o: &mut Out, total: &ShardCounters, distinct: &[u64], sinks: &[SinkProbe]) {
     type Enqueued = fn(&switchyard_core::telemetry::SinkEnqueueCounters) -> u64;
-    let enqueued: [(&str, &str, Enqueued); 2] = [
+    let enqueued: [(&str, &str, Enqueued); 3] = [
         (
             "switchyard_sink_enqueued_values_total",
             "Values handed to a sink's queue.",
             |c| c.values_enqueued,
+        ),
+        (
+            "switchyard_sink_enqueued_payload_bytes_total",
+            "HTTP payload body bytes (as accepted) handed to a sink's queue.",
+            |c| c.payload_bytes_enqueued,
         ),
         (
             "switchyard_sink_enqueued_batches_total",
@@ -158,6 +165,41 @@ pub(super) fn render(o: &mut Out, total: &ShardCounters, distinct: &[u64], sinks
                 &[("sink", &p.name), ("reason", r.as_str())],
                 v as f64,
             );
+        }
+    }
+    o.family(
+        "switchyard_sink_payload_bytes_total",
+        "counter",
+        "HTTP payload body bytes (as accepted) a sink took off its queue (stage=received) and, once done, delivered or dropped by reason (split in proportion to the payload's values).",
+    );
+    for (i, p) in sinks.iter().enumerate() {
+        let full = total
+            .sinks
+            .get(i)
+            .map_or(0, |c| c.payload_bytes_dropped_full);
+        let stats = &p.stats;
+        let mut rows = vec![
+            (
+                "received",
+                "",
+                SinkStats::get(&stats.payload_bytes_received),
+            ),
+            (
+                "delivered",
+                "",
+                SinkStats::get(&stats.payload_bytes_delivered),
+            ),
+            ("dropped", "queue_full", full),
+        ];
+        for (r, c) in DropReason::ALL.iter().zip(&stats.payload_bytes_dropped) {
+            rows.push(("dropped", r.as_str(), SinkStats::get(c)));
+        }
+        for (stage, reason, v) in rows {
+            let mut labels = vec![("sink", p.name.as_str()), ("stage", stage)];
+            if !reason.is_empty() {
+                labels.push(("reason", reason));
+            }
+            o.value("switchyard_sink_payload_bytes_total", &labels, v as f64);
         }
     }
     o.family(

@@ -331,6 +331,10 @@ pub struct SinkEnqueueCounters {
     /// Values a route would have sent to this sink but for its `sample` (no other route
     /// sent them here).
     pub values_sampled_out: u64,
+    /// Body bytes of the HTTP payloads handed to the sink's queue (as accepted).
+    pub payload_bytes_enqueued: u64,
+    /// Body bytes of the HTTP payloads refused because the queue was full.
+    pub payload_bytes_dropped_full: u64,
 }
 
 impl SinkEnqueueCounters {
@@ -342,6 +346,8 @@ impl SinkEnqueueCounters {
         self.values_dropped_full += o.values_dropped_full;
         self.values_route_dropped += o.values_route_dropped;
         self.values_sampled_out += o.values_sampled_out;
+        self.payload_bytes_enqueued += o.payload_bytes_enqueued;
+        self.payload_bytes_dropped_full += o.payload_bytes_dropped_full;
     }
 }
 

@@ -19,6 +19,7 @@ use crate::stats::{DropReason, SinkStats};
 use crate::SinkError;
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use rand::Rng;
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -422,6 +423,7 @@ impl Worker {
             stats: &self.stats,
             abort: &self.abort,
             policy: self.policy,
+            tally: Tally::default(),
         };
         loop {
             let item = match self.rx.recv_timeout(Duration::from_millis(200)) {
@@ -447,13 +449,18 @@ impl Worker {
                     SinkStats::add(&self.stats.payloads, 1);
                     SinkStats::add(&self.stats.values_received, p.points);
                     SinkStats::add(&self.stats.series_received, p.series);
+                    SinkStats::add(
+                        &self.stats.payload_bytes_received,
+                        p.body.bytes.len() as u64,
+                    );
                 }
             }
+            ctx.tally.reset();
             sink.handle(&item, &ctx);
             if let Egress::Payload(p) = &item {
-                self.stats
-                    .queued_bytes
-                    .fetch_sub(p.body.bytes.len() as u64, Ordering::Relaxed);
+                let bytes = p.body.bytes.len() as u64;
+                ctx.tally.split_bytes(bytes, &self.stats);
+                self.stats.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
             }
             if self.rx.is_empty() {
                 let _ = sink.flush();
@@ -472,13 +479,81 @@ pub struct Ctx<'a> {
     pub stats: &'a SinkStats,
     abort: &'a AtomicBool,
     policy: RetryPolicy,
+    /// What became of the current item's values (for its byte split).
+    tally: Tally,
+}
+
+/// Values of the current item delivered and dropped by reason.
+#[derive(Debug, Default)]
+struct Tally {
+    delivered: Cell<u64>,
+    dropped: [Cell<u64>; DropReason::ALL.len()],
+}
+
+impl Tally {
+    fn reset(&self) {
+        self.delivered.set(0);
+        for d in &self.dropped {
+            d.set(0);
+        }
+    }
+
+    /// Splits `bytes` between delivered and the drop reasons in proportion to the values
+    /// (the remainder of the integer division goes to delivered, or, when nothing was
+    /// delivered, to the reason with the most values); a payload without values counts as
+    /// delivered unless a drop reason was recorded.
+    fn split_bytes(&self, bytes: u64, stats: &SinkStats) {
+        let total = self
+            .dropped
+            .iter()
+            .fold(self.delivered.get(), |a, d| a.saturating_add(d.get()));
+        let mut shares = [0u64; DropReason::ALL.len()];
+        let mut assigned = 0u64;
+        if total > 0 {
+            for (share, d) in shares.iter_mut().zip(&self.dropped) {
+                *share = (u128::from(bytes) * u128::from(d.get()) / u128::from(total)) as u64;
+                assigned += *share;
+            }
+        }
+        let mut delivered = bytes - assigned.min(bytes);
+        if self.delivered.get() == 0 && total > 0 {
+            let most = self
+                .dropped
+                .iter()
+                .enumerate()
+                .max_by_key(|(_, d)| d.get())
+                .map_or(0, |(i, _)| i);
+            if let Some(s) = shares.get_mut(most) {
+                *s += delivered;
+            }
+            delivered = 0;
+        }
+        SinkStats::add(&stats.payload_bytes_delivered, delivered);
+        for (c, share) in stats.payload_bytes_dropped.iter().zip(shares) {
+            SinkStats::add(c, share);
+        }
+    }
 }
 
 impl Ctx<'_> {
+    /// Counts `n` values as dropped for `reason`.
+    pub fn drop_values(&self, reason: DropReason, n: u64) {
+        self.stats.drop_values(reason, n);
+        if let Some(d) = self.tally.dropped.get(reason as usize) {
+            d.set(d.get() + n);
+        }
+    }
+
+    /// Counts `n` values as delivered.
+    pub fn delivered(&self, n: u64) {
+        SinkStats::add(&self.stats.values_delivered, n);
+        self.tally.delivered.set(self.tally.delivered.get() + n);
+    }
+
     /// Counts `n` values as dropped for `reason`; logs `why` the first time this sink drops
     /// for that reason (at `info` for `unsupported`, `error` otherwise).
     pub fn drop_once_logged(&self, reason: DropReason, n: u64, why: &str) {
-        self.stats.drop_values(reason, n);
+        self.drop_values(reason, n);
         if self.stats.first_time(reason) {
             if reason == DropReason::Unsupported {
                 tracing::info!(
@@ -511,31 +586,31 @@ impl Ctx<'_> {
         let mut n = 0;
         loop {
             if self.abort.load(Ordering::Relaxed) {
-                stats.drop_values(DropReason::Shutdown, values);
+                self.drop_values(DropReason::Shutdown, values);
                 return false;
             }
             match attempt() {
                 Ok(sent) => {
-                    SinkStats::add(&stats.values_delivered, values);
+                    self.delivered(values);
                     SinkStats::add(&stats.bytes, sent);
                     SinkStats::add(&stats.bytes_uncompressed, raw);
                     return true;
                 }
                 Err(SinkError::Fatal(msg)) => {
                     tracing::error!(sink = name, error = %msg, values, "dropping data");
-                    stats.drop_values(DropReason::Fatal, values);
+                    self.drop_values(DropReason::Fatal, values);
                     return false;
                 }
                 Err(SinkError::Rejected { status, reason }) => {
                     tracing::error!(sink = name, status, response = %reason, values,
                         "vendor rejected the data; dropping it (not retried)");
-                    stats.drop_values(DropReason::Rejected, values);
+                    self.drop_values(DropReason::Rejected, values);
                     return false;
                 }
                 Err(e) => {
                     if n >= self.policy.max_retries {
                         tracing::error!(sink = name, error = %e, values, "retries exhausted");
-                        stats.drop_values(DropReason::RetriesExhausted, values);
+                        self.drop_values(DropReason::RetriesExhausted, values);
                         return false;
                     }
                     let wait = match &e {
@@ -625,6 +700,7 @@ mod tests {
                 base: Duration::from_millis(1),
                 cap: Duration::from_millis(2),
             },
+            tally: Tally::default(),
         }
     }
 
@@ -675,5 +751,36 @@ mod tests {
         abort.store(true, Ordering::Relaxed);
         assert!(!c.deliver(3, 1, || Ok(1)));
         assert_eq!(stats.dropped(DropReason::Shutdown), 3);
+    }
+
+    #[test]
+    fn payload_bytes_split_in_proportion_to_values_and_add_up() {
+        let stats = SinkStats::default();
+        let abort = AtomicBool::new(false);
+        let c = ctx(&stats, &abort, 0);
+        c.delivered(7);
+        c.drop_values(DropReason::Rejected, 3);
+        c.tally.split_bytes(1000, &stats);
+        assert_eq!(SinkStats::get(&stats.payload_bytes_delivered), 700);
+        assert_eq!(
+            SinkStats::get(&stats.payload_bytes_dropped[DropReason::Rejected as usize]),
+            300
+        );
+
+        // Nothing delivered: the remainder goes to the reason with the most values.
+        let stats = SinkStats::default();
+        let c = ctx(&stats, &abort, 0);
+        c.drop_values(DropReason::Fatal, 2);
+        c.drop_values(DropReason::Rejected, 1);
+        c.tally.split_bytes(1000, &stats);
+        let fatal = SinkStats::get(&stats.payload_bytes_dropped[DropReason::Fatal as usize]);
+        let rejected = SinkStats::get(&stats.payload_bytes_dropped[DropReason::Rejected as usize]);
+        assert_eq!((fatal, rejected), (667, 333));
+        assert_eq!(SinkStats::get(&stats.payload_bytes_delivered), 0);
+
+        // A payload without values (events) counts as delivered; the tally resets per item.
+        c.tally.reset();
+        c.tally.split_bytes(50, &stats);
+        assert_eq!(SinkStats::get(&stats.payload_bytes_delivered), 50);
     }
 }

@@ -50,6 +50,10 @@
 //!   buckets 1 ms to 30 s, every attempt);
 //! - `switchyard_sink_uncompressed_bytes_total` and `switchyard_sink_bytes_total` (delivered
 //!   bodies before and after compression: their ratio is the compression ratio);
+//! - `switchyard_sink_payload_bytes_total{stage=received|delivered|dropped,reason}`: HTTP
+//!   payload body bytes as accepted, split between delivered and the drop reasons in
+//!   proportion to each payload's values (the ledger's byte identity;
+//!   `switchyard_sink_enqueued_payload_bytes_total` is counted by the shards);
 //! - `switchyard_sink_retries_total`;
 //! - `switchyard_sink_queue_depth_batches`, `switchyard_sink_queue_capacity_batches` (queue
 //!   items: batches and payloads).

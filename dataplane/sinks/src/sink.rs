@@ -12,7 +12,7 @@ pub mod signalfx;
 pub mod stdout;
 
 use crate::driver::Ctx;
-use crate::stats::{DropReason, SinkStats};
+use crate::stats::DropReason;
 use crate::SinkError;
 use switchyard_core::config::{SinkConfig, SinkKind};
 use switchyard_core::egress::{Egress, Endpoint, IntakePayload};
@@ -151,7 +151,7 @@ impl AnySink {
         let limit = self.limits().max_series;
         match self {
             AnySink::Blackhole(_) => {
-                SinkStats::add(&ctx.stats.values_delivered, item.points());
+                ctx.delivered(item.points());
             }
             AnySink::Datadog(s) => s.handle(item, ctx),
             AnySink::Signalfx(s) => s.handle(item, ctx),
@@ -206,7 +206,7 @@ impl AnySink {
         });
         if let Err(e) = parsed {
             tracing::error!(sink = ctx.name, error = %e, "invalid series payload: dropping it");
-            ctx.stats.drop_values(DropReason::Fatal, p.points);
+            ctx.drop_values(DropReason::Fatal, p.points);
             return;
         }
         let raw = buf.len() as u64;

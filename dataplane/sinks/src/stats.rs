@@ -162,6 +162,13 @@ pub struct SinkStats {
     /// Bytes of payload bodies in the queue or being handled (a gauge: the shards add when
     /// they enqueue, the workers subtract when done).
     pub queued_bytes: AtomicU64,
+    /// Payload body bytes (as accepted, before any re-encoding) taken off the queue.
+    pub payload_bytes_received: AtomicU64,
+    /// Payload body bytes whose values were delivered: a payload's body bytes are split
+    /// between delivered and the drop reasons in proportion to its values.
+    pub payload_bytes_delivered: AtomicU64,
+    /// Payload body bytes dropped, by [`DropReason`] slot (the same split).
+    pub payload_bytes_dropped: [AtomicU64; DropReason::ALL.len()],
     /// Failed HTTP request attempts since the last successful one (reset to 0 by a
     /// success): the control plane's sink health (`GET /readyz`).
     pub consecutive_failures: AtomicU64,

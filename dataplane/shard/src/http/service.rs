@@ -509,6 +509,7 @@ fn accept(
                     Ok(()) => {
                         sc.batches_enqueued += 1;
                         sc.values_enqueued += points;
+                        sc.payload_bytes_enqueued += bytes;
                     }
                     Err(_) => {
                         // Another shard filled the queue since the reservation. Counted in
@@ -517,6 +518,7 @@ fn accept(
                         sink.release(*bytes);
                         sc.batches_dropped_full += 1;
                         sc.values_dropped_full += points;
+                        sc.payload_bytes_dropped_full += bytes;
                         all_taken = false;
                         tracing::warn!(sink = %sink.name, points, "sink queue full: payload refused");
                     }

@@ -130,7 +130,7 @@ impl DatadogSink {
             if let Err(e) = p.json_into(&mut self.decoder, &mut self.json) {
                 tracing::error!(sink = ctx.name, endpoint = p.endpoint.label(), error = %e,
                     points = p.points, "stored payload could not be decoded: dropping it");
-                return ctx.stats.drop_values(DropReason::Fatal, p.points);
+                return ctx.drop_values(DropReason::Fatal, p.points);
             }
             &self.json
         };
@@ -190,7 +190,7 @@ fn post(
         Ok(b) => b,
         Err(e) => {
             tracing::error!(sink = ctx.name, error = %e, "dropping request");
-            return ctx.stats.drop_values(DropReason::Fatal, values);
+            return ctx.drop_values(DropReason::Fatal, values);
         }
     };
     let headers = headers(key, encoding);

@@ -123,7 +123,7 @@ impl SignalfxSink {
                 self.scratch = scratch;
                 tracing::error!(sink = ctx.name, endpoint = p.endpoint.label(), error = %e,
                     points = p.points, "stored payload could not be decoded: dropping it");
-                return ctx.stats.drop_values(DropReason::Fatal, p.points);
+                return ctx.drop_values(DropReason::Fatal, p.points);
             }
         };
         let mut accounted = 0;
@@ -155,7 +155,7 @@ impl SignalfxSink {
             let left = p.points.saturating_sub(accounted);
             tracing::error!(sink = ctx.name, endpoint = p.endpoint.label(), error = %e, points = left,
                 "payload could not be parsed again: dropping the rest");
-            ctx.stats.drop_values(DropReason::Fatal, left);
+            ctx.drop_values(DropReason::Fatal, left);
         }
     }
 
@@ -182,8 +182,7 @@ impl SignalfxSink {
     fn send(&mut self, ctx: &Ctx<'_>) -> u64 {
         self.pending_series = 0;
         let st = self.translator.take_stats();
-        ctx.stats
-            .drop_values(DropReason::Translation, st.dropped.iter().sum());
+        ctx.drop_values(DropReason::Translation, st.dropped.iter().sum());
         let raw: &[u8] = match self.encoding {
             SfxEncoding::Json => {
                 self.json.clear();
@@ -220,7 +219,7 @@ impl SignalfxSink {
                 }
                 Err(e) => {
                     tracing::error!(sink = ctx.name, error = %e, "dropping request");
-                    ctx.stats.drop_values(DropReason::Fatal, st.points_out);
+                    ctx.drop_values(DropReason::Fatal, st.points_out);
                 }
             }
         }

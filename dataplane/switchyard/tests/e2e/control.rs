@@ -64,22 +64,24 @@ fn sample(stats: &Value, name: &str, labels: &[(&str, &str)]) -> u64 {
 
 /// Both identities, from the ledger's own fields.
 fn assert_identity(l: &Value) {
-    let v = &l["values"];
-    let n = |k: &str| v[k].as_u64().unwrap();
-    let dropped: u64 = v["dropped"]
-        .as_object()
-        .unwrap()
-        .iter()
-        // Dropped by the shards before enqueueing: outside both sums.
-        .filter(|(k, _)| !matches!(k.as_str(), "queue_full" | "route_dropped" | "sampled_out"))
-        .map(|(_, d)| d.as_u64().unwrap())
-        .sum();
-    assert_eq!(n("enqueued"), n("received") + n("queued"), "{l:#}");
-    assert_eq!(
-        n("received"),
-        n("delivered") + n("in_flight") + dropped,
-        "{l:#}"
-    );
+    // The same identities in values and in HTTP payload body bytes.
+    for v in [&l["values"], &l["bytes"]] {
+        let n = |k: &str| v[k].as_u64().unwrap();
+        let dropped: u64 = v["dropped"]
+            .as_object()
+            .unwrap()
+            .iter()
+            // Dropped by the shards before enqueueing: outside both sums.
+            .filter(|(k, _)| !matches!(k.as_str(), "queue_full" | "route_dropped" | "sampled_out"))
+            .map(|(_, d)| d.as_u64().unwrap())
+            .sum();
+        assert_eq!(n("enqueued"), n("received") + n("queued"), "{l:#}");
+        assert_eq!(
+            n("received"),
+            n("delivered") + n("in_flight") + dropped,
+            "{l:#}"
+        );
+    }
     assert_eq!(l["balanced"], true, "{l:#}");
     assert_eq!(l["clamped"], serde_json::json!([]), "{l:#}");
 }
@@ -92,6 +94,7 @@ fn the_ledger_accounts_for_every_point_after_injected_failures() {
     let dd = Vendor::start("datadog", &["--fail-status", "503", "--fail-count", "5"]);
     let sy = Instance::start(with_datadog(&dd, 1));
     let mut total = 0u64;
+    let mut body_bytes = Vec::new();
     for i in 0..10u64 {
         let points: Vec<String> = (0..=i)
             .map(|j| format!("[{},{j}]", 1_700_000_000 + j))
@@ -107,6 +110,7 @@ fn the_ledger_accounts_for_every_point_after_injected_failures() {
             body.as_bytes(),
         );
         assert_eq!(r.status, 202, "{}", r.body);
+        body_bytes.push(body.len() as u64);
         total += i + 1;
     }
     assert_eq!(total, 55);
@@ -114,8 +118,12 @@ fn the_ledger_accounts_for_every_point_after_injected_failures() {
     // At rest: the shards published what they enqueued and both sinks handled all of it.
     let stats = wait_for(&sy, "/v1/stats", "ledger at rest", |_, s| {
         ["out", "old"].iter().all(|sink| {
-            let v = &ledger(s, sink)["values"];
-            v["enqueued"] == total && v["received"] == total && v["in_flight"] == 0
+            let (v, b) = (&ledger(s, sink)["values"], &ledger(s, sink)["bytes"]);
+            v["enqueued"] == total
+                && v["received"] == total
+                && v["in_flight"] == 0
+                && b["enqueued"] == b["received"]
+                && b["in_flight"] == 0
         })
     });
     for sink in ["out", "old"] {
@@ -170,8 +178,40 @@ fn the_ledger_accounts_for_every_point_after_injected_failures() {
     assert_eq!(v["failed_requests"], 5, "{v:#}");
     let accepted_bytes =
         v["bytes_wire"].as_u64().unwrap() - v["failed_bytes_wire"].as_u64().unwrap();
-    assert_eq!(old["bytes"]["delivered"], accepted_bytes, "{old:#}");
-    assert_eq!(old["bytes"]["queued"], 0, "{old:#}");
+    assert_eq!(old["bytes"]["sent"], accepted_bytes, "{old:#}");
+    assert_eq!(old["bytes"]["held"], 0, "{old:#}");
+    // In payload body bytes: all enqueued and received; the first two payloads dropped.
+    let all: u64 = body_bytes.iter().sum();
+    let lost = body_bytes[0] + body_bytes[1];
+    assert_eq!(old["bytes"]["enqueued"], all, "{old:#}");
+    assert_eq!(old["bytes"]["received"], all, "{old:#}");
+    assert_eq!(
+        old["bytes"]["dropped"]["retries_exhausted"], lost,
+        "{old:#}"
+    );
+    assert_eq!(old["bytes"]["delivered"], all - lost, "{old:#}");
+    let bytes =
+        |labels: &[(&str, &str)]| sample(&stats, "switchyard_sink_payload_bytes_total", labels);
+    assert_eq!(
+        bytes(&[("sink", "old"), ("stage", "delivered")]),
+        all - lost
+    );
+    assert_eq!(
+        bytes(&[
+            ("sink", "old"),
+            ("stage", "dropped"),
+            ("reason", "retries_exhausted")
+        ]),
+        lost
+    );
+    assert_eq!(
+        sample(
+            &stats,
+            "switchyard_sink_enqueued_payload_bytes_total",
+            &[("sink", "old")]
+        ),
+        all
+    );
     sy.stop();
 }
 
