@@ -24,6 +24,13 @@ pub struct LeaseConfig {
     /// A lease unowned or unrenewed for this multiple of `failover` is "very old" and taken
     /// before other expired leases. Default 3.
     pub very_old_factor: u32,
+    /// Also scan when a lease owned by another worker would expire (by this worker's
+    /// observation) before the next take round. KCL scans only every `take_interval`, so a
+    /// dead worker's leases move within `2 × take_interval` of its last renewal (the first
+    /// scan sees the last counter change, the next one sees it expired); with this on they
+    /// move within `failover + take_interval` of its death, for about twice the scans.
+    /// Default false (KCL).
+    pub scan_at_expiry: bool,
     /// How often finished leases whose children have all progressed are deleted.
     /// Default 5 min.
     pub cleanup_interval: Duration,
@@ -34,7 +41,8 @@ impl LeaseConfig {
     pub fn with_failover(failover: Duration) -> Self {
         let epsilon = Duration::from_millis(25);
         // KCL divides milliseconds: 10 000 / 3 − 25 = 3 308 ms.
-        let third = Duration::from_millis(u64::try_from(failover.as_millis() / 3).unwrap_or(u64::MAX));
+        let third =
+            Duration::from_millis(u64::try_from(failover.as_millis() / 3).unwrap_or(u64::MAX));
         LeaseConfig {
             failover,
             epsilon,
@@ -43,6 +51,7 @@ impl LeaseConfig {
             max_steal: 1,
             max_leases: usize::MAX,
             very_old_factor: 3,
+            scan_at_expiry: false,
             cleanup_interval: Duration::from_secs(300),
         }
     }

@@ -18,6 +18,9 @@
 //!   the target while this worker needs more than one, as KCL does). Leases at `ShardEnd`
 //!   are finished: never taken, stolen or counted.
 //! - A child shard may start only once every parent is at `ShardEnd` or gone.
+//! - Take rounds run every `take_interval`, so a dead worker's leases move within
+//!   `2 × take_interval` of its last renewal; `scan_at_expiry` adds a scan when an observed
+//!   lease would expire earlier, bounding that by `failover + take_interval`.
 //!
 //! Threading: `&mut self` methods, so one task drives a coordinator; the worker runtime
 //! shares it with its shard readers behind a `tokio::sync::Mutex` (see [`run_shared`]).
@@ -106,7 +109,7 @@ pub enum ShardEndOutcome {
     /// The lease is at `ShardEnd` (and no longer held); `created` child leases were new.
     Done {
         /// The finished lease as written.
-        lease: Lease,
+        lease: Box<Lease>,
         /// Child leases this call created.
         created: Vec<String>,
     },
@@ -140,6 +143,8 @@ pub struct Coordinator<S, C> {
     next_renew: Duration,
     next_take: Duration,
     next_cleanup: Duration,
+    /// Earliest moment a lease owned by another worker expires by my observation.
+    next_expiry: Option<Duration>,
     rng: SmallRng,
     counters: LeaseCounters,
 }
@@ -156,6 +161,7 @@ impl<S: LeaseStore, C: Clock> Coordinator<S, C> {
             next_renew: now,
             next_take: now,
             next_cleanup: now + config.cleanup_interval,
+            next_expiry: None,
             worker,
             store,
             clock,
@@ -265,6 +271,9 @@ impl<S: LeaseStore, C: Clock> Coordinator<S, C> {
                 self.counters.store_errors += 1;
                 tracing::warn!(worker = %self.worker, error = %e, "lease take round failed");
             }
+            if let (true, Some(at)) = (self.config.scan_at_expiry, self.next_expiry) {
+                self.next_take = self.next_take.min(at.max(now));
+            }
         }
         if now >= self.next_cleanup {
             self.next_cleanup = now + self.config.cleanup_interval;
@@ -333,6 +342,15 @@ impl<S: LeaseStore, C: Clock> Coordinator<S, C> {
         let failover = self.config.failover;
         self.observe(&leases, now);
         self.reconcile_held(&leases, now, report);
+        self.next_expiry = leases
+            .iter()
+            .filter(|l| {
+                !l.checkpoint.is_shard_end() && l.owner.as_deref().is_some_and(|o| o != self.worker)
+            })
+            .filter_map(|l| self.observed.get(&l.key))
+            .map(|o| o.changed_at + failover + self.config.epsilon)
+            .filter(|&at| at > now)
+            .min();
 
         let live: Vec<&Lease> = leases
             .iter()
@@ -474,7 +492,11 @@ impl<S: LeaseStore, C: Clock> Coordinator<S, C> {
     /// # Errors
     /// `Lost` if the lease is not held (or expired locally, or the CAS fails: the lease is
     /// then dropped), `InvalidCheckpoint`, or a store error.
-    pub async fn checkpoint(&mut self, key: &str, checkpoint: Checkpoint) -> Result<Lease, LeaseError> {
+    pub async fn checkpoint(
+        &mut self,
+        key: &str,
+        checkpoint: Checkpoint,
+    ) -> Result<Lease, LeaseError> {
         let counter = self.valid_counter(key)?;
         let at = self.clock.now();
         let result = self
@@ -533,8 +555,8 @@ impl<S: LeaseStore, C: Clock> Coordinator<S, C> {
         }
         let mut created = Vec::new();
         for child in children {
-            let mut lease =
-                Lease::new(child.key.clone(), Checkpoint::TrimHorizon).with_parents(child.parents.clone());
+            let mut lease = Lease::new(child.key.clone(), Checkpoint::TrimHorizon)
+                .with_parents(child.parents.clone());
             lease.hash_range = child.hash_range;
             if self.store.create_if_absent(&lease).await? {
                 created.push(child.key.clone());
@@ -550,7 +572,10 @@ impl<S: LeaseStore, C: Clock> Coordinator<S, C> {
             Ok(lease) => {
                 // Finished: nothing left to renew; nobody takes a ShardEnd lease.
                 self.held.remove(key);
-                Ok(ShardEndOutcome::Done { lease, created })
+                Ok(ShardEndOutcome::Done {
+                    lease: Box::new(lease),
+                    created,
+                })
             }
             Err(e) => {
                 if e.is_race() || matches!(e, LeaseError::NotFound { .. }) {

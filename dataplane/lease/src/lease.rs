@@ -308,8 +308,13 @@ pub(crate) fn check_checkpoint(lease: &Lease, cp: &Checkpoint) -> Result<(), Lea
     if lease.checkpoint.is_shard_end() {
         return refuse("shard already at ShardEnd");
     }
-    if let (Checkpoint::Seq { seq: old, sub: old_sub }, Checkpoint::Seq { seq, sub }) =
-        (&lease.checkpoint, cp)
+    if let (
+        Checkpoint::Seq {
+            seq: old,
+            sub: old_sub,
+        },
+        Checkpoint::Seq { seq, sub },
+    ) = (&lease.checkpoint, cp)
     {
         if (seq, sub) < (old, old_sub) {
             return refuse("sequence moves backwards");
@@ -382,7 +387,10 @@ mod tests {
         assert_eq!(t.owner.as_deref(), Some("b"));
         assert_eq!(t.owner_switches, 1);
         let again = Mutation::Take.apply(&t, "b", 2).unwrap();
-        assert_eq!(again.owner_switches, 1, "retaking my own lease is no switch");
+        assert_eq!(
+            again.owner_switches, 1,
+            "retaking my own lease is no switch"
+        );
         let p = Mutation::PrepareCheckpoint(Checkpoint::seq(3, 1))
             .apply(&again, "b", 3)
             .unwrap();

@@ -25,8 +25,10 @@ pub trait LeaseStore: Send + Sync {
     ///
     /// # Errors
     /// Transport errors only; an existing lease is `Ok(false)`.
-    fn create_if_absent(&self, lease: &Lease)
-        -> impl Future<Output = Result<bool, LeaseError>> + Send;
+    fn create_if_absent(
+        &self,
+        lease: &Lease,
+    ) -> impl Future<Output = Result<bool, LeaseError>> + Send;
 
     /// Every lease in the store, ordered by key.
     ///
@@ -58,8 +60,11 @@ pub trait LeaseStore: Send + Sync {
     ///
     /// # Errors
     /// `Conflict` if the counter moved, `NotFound`, or a transport error.
-    fn delete(&self, key: &str, expected: u64)
-        -> impl Future<Output = Result<(), LeaseError>> + Send;
+    fn delete(
+        &self,
+        key: &str,
+        expected: u64,
+    ) -> impl Future<Output = Result<(), LeaseError>> + Send;
 
     /// Renews `worker`'s lease. # Errors: as [`LeaseStore::update`] (`Lost` = lease lost).
     fn renew(

@@ -1,4 +1,5 @@
 //! One test per coordinator rule, on the memory store with a manual clock (no sleeping).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Duration;
 
@@ -104,7 +105,11 @@ async fn balance_steals_one_per_round_from_the_most_loaded_above_target() {
     }
     a.renew_leases().await;
     assert_eq!((held(&a).len(), held(&b).len()), (3, 2));
-    assert_eq!(a.counters().lost, 2, "a dropped each stolen lease at its next renewal");
+    assert_eq!(
+        a.counters().lost,
+        2,
+        "a dropped each stolen lease at its next renewal"
+    );
     // c joins: workers = 3, target 2; a (3) is the only one above target.
     let r = c.take_leases().await.unwrap();
     assert_eq!(r.stolen.len(), 1);
@@ -132,7 +137,12 @@ async fn steals_at_target_only_when_needing_more_than_one() {
         ..LeaseConfig::default()
     };
     for w in [&mut a, &mut b, &mut c] {
-        *w = Coordinator::new(w.worker_id().to_owned(), store.clone(), clock.clone(), cfg.clone());
+        *w = Coordinator::new(
+            w.worker_id().to_owned(),
+            store.clone(),
+            clock.clone(),
+            cfg.clone(),
+        );
         w.take_leases().await.unwrap();
     }
     assert_eq!((held(&a).len(), held(&b).len(), held(&c).len()), (2, 2, 2));
@@ -206,7 +216,11 @@ async fn checkpoints_are_fenced_by_the_counter() {
     let at_a = a.checkpoint("s0", Checkpoint::seq(10, 0)).await.unwrap();
     assert!(b.take_leases().await.unwrap().taken.is_empty());
     clock.advance(F + Duration::from_millis(1));
-    assert_eq!(a.renew_leases().await.lost, vec!["s0"], "no renewal for > failover");
+    assert_eq!(
+        a.renew_leases().await.lost,
+        vec!["s0"],
+        "no renewal for > failover"
+    );
     assert_eq!(b.take_leases().await.unwrap().taken, vec!["s0"]);
     // The old holder's counter is fenced out at the store.
     assert!(matches!(
@@ -273,7 +287,8 @@ async fn children_start_after_parents_reach_shard_end() {
     assert_eq!(lease.children, vec!["c1", "c2"]);
     assert!(a.can_start("c1").await.unwrap());
     // Merge: both parents present, child created by the first to finish, starts after both.
-    let ShardEndOutcome::Done { created, .. } = a.mark_shard_end("p1", &merge).await.unwrap() else {
+    let ShardEndOutcome::Done { created, .. } = a.mark_shard_end("p1", &merge).await.unwrap()
+    else {
         panic!("merge deferred")
     };
     assert_eq!(created, vec!["m"]);
@@ -281,13 +296,17 @@ async fn children_start_after_parents_reach_shard_end() {
     assert_eq!(m.parents, vec!["p1", "p2"]);
     assert_eq!(m.checkpoint, Checkpoint::TrimHorizon);
     assert!(!a.can_start("m").await.unwrap());
-    let ShardEndOutcome::Done { created, .. } = a.mark_shard_end("p2", &merge).await.unwrap() else {
+    let ShardEndOutcome::Done { created, .. } = a.mark_shard_end("p2", &merge).await.unwrap()
+    else {
         panic!("merge deferred")
     };
     assert!(created.is_empty());
     assert!(a.can_start("m").await.unwrap());
     // A parent that is gone counts as finished.
-    store.delete("p1", store.get("p1").await.unwrap().unwrap().counter).await.unwrap();
+    store
+        .delete("p1", store.get("p1").await.unwrap().unwrap().counter)
+        .await
+        .unwrap();
     assert!(a.can_start("m").await.unwrap());
 }
 
@@ -309,7 +328,10 @@ async fn merge_child_deferred_when_one_parent_lease_is_missing() {
         }
     );
     assert!(store.get("m").await.unwrap().is_none());
-    assert_eq!(store.get("p1").await.unwrap().unwrap().checkpoint, Checkpoint::TrimHorizon);
+    assert_eq!(
+        store.get("p1").await.unwrap().unwrap().checkpoint,
+        Checkpoint::TrimHorizon
+    );
     assert!(a.holds("p1").is_some());
 }
 
@@ -323,9 +345,15 @@ async fn release_hands_the_lease_to_another_worker() {
     b.take_leases().await.unwrap();
     let released = a.release("s0").await.unwrap();
     assert_eq!(released.owner, None);
-    assert!(a.take_leases().await.unwrap().taken.is_empty(), "no immediate retake");
+    assert!(
+        a.take_leases().await.unwrap().taken.is_empty(),
+        "no immediate retake"
+    );
     assert_eq!(b.take_leases().await.unwrap().taken, vec!["s0"]);
-    assert!(matches!(a.release("s0").await, Err(LeaseError::Lost { .. })));
+    assert!(matches!(
+        a.release("s0").await,
+        Err(LeaseError::Lost { .. })
+    ));
 }
 
 #[tokio::test]
@@ -336,7 +364,11 @@ async fn restarted_worker_reclaims_its_own_leases_at_once() {
     a.take_leases().await.unwrap();
     let mut a2 = worker("a", &store, &clock);
     assert_eq!(a2.take_leases().await.unwrap().taken.len(), 2);
-    assert_eq!(store.snapshot()[0].owner_switches, 1, "same owner: no switch");
+    assert_eq!(
+        store.snapshot()[0].owner_switches,
+        1,
+        "same owner: no switch"
+    );
 }
 
 #[tokio::test]
@@ -375,4 +407,34 @@ async fn tick_runs_rounds_on_their_intervals() {
     let counter = store.snapshot()[0].counter;
     assert_eq!(a.tick().await.renewed, 0);
     assert_eq!(store.snapshot()[0].counter, counter);
+}
+
+#[tokio::test]
+async fn scan_at_expiry_rescans_when_a_lease_would_expire() {
+    for scan_at_expiry in [false, true] {
+        let clock = ManualClock::new();
+        let store = store_with(&["s0"]).await;
+        let config = LeaseConfig {
+            scan_at_expiry,
+            ..LeaseConfig::default()
+        };
+        let mut a = worker("a", &store, &clock);
+        let mut b = Coordinator::new("b", store.clone(), clock.clone(), config.clone());
+        a.tick().await;
+        b.tick().await; // observes a's lease; a dies now
+        let expiry = F + config.epsilon;
+        let mut taken_at = None;
+        while taken_at.is_none() {
+            clock.advance(Duration::from_millis(5));
+            if !b.tick().await.taken.is_empty() {
+                taken_at = Some(switchyard_lease::Clock::now(&clock));
+            }
+        }
+        let expect = if scan_at_expiry {
+            expiry
+        } else {
+            config.take_interval
+        };
+        assert_eq!(taken_at, Some(expect), "scan_at_expiry {scan_at_expiry}");
+    }
 }

@@ -5,13 +5,14 @@
 //! The endpoint is `SWITCHYARD_DYNAMODB_ENDPOINT` (default `http://127.0.0.1:4571`). The
 //! tests skip, saying so, only when nothing listens there.
 #![cfg(feature = "dynamodb")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Duration;
 
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use switchyard_lease::{
-    Checkpoint, ChildShard, Coordinator, DynamoDbStore, Lease, LeaseConfig, LeaseError,
-    LeaseStore, ManualClock, SequenceNumber, ShardEndOutcome,
+    Checkpoint, ChildShard, Coordinator, DynamoDbStore, Lease, LeaseConfig, LeaseError, LeaseStore,
+    ManualClock, SequenceNumber, ShardEndOutcome,
 };
 
 fn endpoint() -> String {
@@ -51,8 +52,8 @@ async fn store(test: &str) -> Option<DynamoDbStore> {
 #[tokio::test]
 async fn cas_operations_in_kcl_layout() {
     let Some(s) = store("cas").await else { return };
-    let seq = SequenceNumber::parse("49590338271490256608559692538361571095921575989136588898")
-        .unwrap();
+    let seq =
+        SequenceNumber::parse("49590338271490256608559692538361571095921575989136588898").unwrap();
     let lease = Lease::new("shardId-000000000001", Checkpoint::TrimHorizon)
         .with_parents(["shardId-000000000000"])
         .with_hash_range(0, u128::MAX);
@@ -62,29 +63,51 @@ async fn cas_operations_in_kcl_layout() {
 
     let a = s.take(key, "a", 0).await.unwrap();
     assert_eq!((a.counter, a.owner_switches), (1, 1));
-    assert!(matches!(s.take(key, "b", 0).await, Err(LeaseError::Conflict { .. })));
+    assert!(matches!(
+        s.take(key, "b", 0).await,
+        Err(LeaseError::Conflict { .. })
+    ));
     let a = s.take(key, "a", 1).await.unwrap();
-    assert_eq!((a.counter, a.owner_switches), (2, 1), "retake by owner is no switch");
+    assert_eq!(
+        (a.counter, a.owner_switches),
+        (2, 1),
+        "retake by owner is no switch"
+    );
     let a = s.renew(key, "a", 2).await.unwrap();
     assert_eq!(a.counter, 3);
-    assert!(matches!(s.renew(key, "b", 3).await, Err(LeaseError::Lost { .. })));
-    assert!(matches!(s.renew(key, "a", 1).await, Err(LeaseError::Lost { .. })));
+    assert!(matches!(
+        s.renew(key, "b", 3).await,
+        Err(LeaseError::Lost { .. })
+    ));
+    assert!(matches!(
+        s.renew(key, "a", 1).await,
+        Err(LeaseError::Lost { .. })
+    ));
     // A renew one behind by the same owner is indistinguishable from an SDK retry of a
     // renew that succeeded: like KCL, the store re-reads and reports success.
     assert_eq!(s.renew(key, "a", 2).await.unwrap().counter, 3);
 
     let cp = Checkpoint::seq(seq.clone(), 7);
     let a = s
-        .update(key, "a", 3, switchyard_lease::Mutation::PrepareCheckpoint(Checkpoint::AtTimestamp { millis: 5 }))
+        .update(
+            key,
+            "a",
+            3,
+            switchyard_lease::Mutation::PrepareCheckpoint(Checkpoint::AtTimestamp { millis: 5 }),
+        )
         .await
         .unwrap();
-    assert_eq!(a.pending_checkpoint, Some(Checkpoint::AtTimestamp { millis: 5 }));
+    assert_eq!(
+        a.pending_checkpoint,
+        Some(Checkpoint::AtTimestamp { millis: 5 })
+    );
     let a = s.checkpoint(key, "a", 4, cp.clone()).await.unwrap();
     assert_eq!(a.checkpoint, cp);
     assert_eq!(a.pending_checkpoint, None);
     assert_eq!(a.owner_switches, 0);
     assert!(matches!(
-        s.checkpoint(key, "a", 5, Checkpoint::seq(seq.clone(), 6)).await,
+        s.checkpoint(key, "a", 5, Checkpoint::seq(seq.clone(), 6))
+            .await,
         Err(LeaseError::InvalidCheckpoint { .. })
     ));
 
@@ -109,16 +132,27 @@ async fn cas_operations_in_kcl_layout() {
     assert_eq!(got.parents, vec!["shardId-000000000000"]);
     assert_eq!(got.hash_range.unwrap().end, u128::MAX);
     assert_eq!(s.list().await.unwrap().len(), 1);
-    assert!(matches!(s.delete(key, 7).await, Err(LeaseError::Conflict { .. })));
+    assert!(matches!(
+        s.delete(key, 7).await,
+        Err(LeaseError::Conflict { .. })
+    ));
     s.delete(key, 8).await.unwrap();
     assert!(s.get(key).await.unwrap().is_none());
-    assert!(matches!(s.delete(key, 8).await, Err(LeaseError::NotFound { .. })));
-    assert!(matches!(s.renew(key, "b", 8).await, Err(LeaseError::NotFound { .. })));
+    assert!(matches!(
+        s.delete(key, 8).await,
+        Err(LeaseError::NotFound { .. })
+    ));
+    assert!(matches!(
+        s.renew(key, "b", 8).await,
+        Err(LeaseError::NotFound { .. })
+    ));
 }
 
 #[tokio::test]
 async fn coordinators_fail_over_and_split_on_dynamodb() {
-    let Some(s) = store("coord").await else { return };
+    let Some(s) = store("coord").await else {
+        return;
+    };
     for k in ["s0", "s1", "s2"] {
         s.create_if_absent(&Lease::new(k, Checkpoint::TrimHorizon))
             .await
@@ -143,11 +177,22 @@ async fn coordinators_fail_over_and_split_on_dynamodb() {
     // Split s0 into two children.
     b.checkpoint("s0", Checkpoint::seq(1, 0)).await.unwrap();
     let kids = [
-        ChildShard { key: "s3".into(), parents: vec!["s0".into()], hash_range: Some(switchyard_lease::HashRange { start: 0, end: 9 }) },
-        ChildShard { key: "s4".into(), parents: vec!["s0".into()], hash_range: None },
+        ChildShard {
+            key: "s3".into(),
+            parents: vec!["s0".into()],
+            hash_range: Some(switchyard_lease::HashRange { start: 0, end: 9 }),
+        },
+        ChildShard {
+            key: "s4".into(),
+            parents: vec!["s0".into()],
+            hash_range: None,
+        },
     ];
     let out = b.mark_shard_end("s0", &kids).await.unwrap();
     assert!(matches!(out, ShardEndOutcome::Done { ref created, .. } if created.len() == 2));
     assert!(b.can_start("s3").await.unwrap());
-    assert_eq!(s.get("s3").await.unwrap().unwrap().hash_range.unwrap().end, 9);
+    assert_eq!(
+        s.get("s3").await.unwrap().unwrap().hash_range.unwrap().end,
+        9
+    );
 }

@@ -1,6 +1,7 @@
 //! Deterministic simulation of several workers over one in-memory store with a shared manual
 //! clock: random step sizes, tick orders, checkpoints and pauses (proptest picks the
 //! schedule). Checks fencing, failover after a kill, balance, and shard lineage.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -85,8 +86,13 @@ impl Sim {
         let store = Recording::default();
         let workers = (0..n)
             .map(|i| {
-                Coordinator::new(format!("w{i}"), store.clone(), clock.clone(), config.clone())
-                    .with_seed(seed ^ i as u64)
+                Coordinator::new(
+                    format!("w{i}"),
+                    store.clone(),
+                    clock.clone(),
+                    config.clone(),
+                )
+                .with_seed(seed ^ i as u64)
             })
             .collect();
         Sim {
@@ -146,12 +152,19 @@ impl Sim {
             let current: Vec<&str> = self
                 .workers
                 .iter()
-                .filter(|w| w.holds(&lease.key).is_some_and(|h| h.counter == lease.counter))
+                .filter(|w| {
+                    w.holds(&lease.key)
+                        .is_some_and(|h| h.counter == lease.counter)
+                })
                 .map(|w| w.worker_id())
                 .collect();
             assert!(current.len() <= 1, "{}: {current:?}", lease.key);
             if let Some(w) = current.first() {
-                assert!(lease.is_owned_by(w), "{} believed by {w}: {lease:?}", lease.key);
+                assert!(
+                    lease.is_owned_by(w),
+                    "{} believed by {w}: {lease:?}",
+                    lease.key
+                );
             }
         }
     }
@@ -170,7 +183,10 @@ impl Sim {
                     owner.insert(&e.key, Some(&e.worker));
                 }
                 "release" => {
-                    assert_eq!(owner.insert(&e.key, None).flatten(), Some(e.worker.as_str()));
+                    assert_eq!(
+                        owner.insert(&e.key, None).flatten(),
+                        Some(e.worker.as_str())
+                    );
                 }
                 _ => assert_eq!(
                     owner.get(e.key.as_str()).copied().flatten(),
@@ -186,7 +202,9 @@ impl Sim {
         let mut out = HashMap::new();
         for lease in self.store.inner.snapshot() {
             for (i, w) in self.workers.iter().enumerate() {
-                if self.alive[i] && w.holds(&lease.key).is_some_and(|h| h.counter == lease.counter)
+                if self.alive[i]
+                    && w.holds(&lease.key)
+                        .is_some_and(|h| h.counter == lease.counter)
                 {
                     out.insert(lease.key.clone(), i);
                 }
@@ -211,10 +229,11 @@ fn runtime() -> tokio::runtime::Runtime {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
-    /// Kill a worker: the others hold all its leases within two take rounds of observation
-    /// (KCL's worst case: the first scan after the last renewal sees the counter change, the
-    /// next one sees it expired), fencing holds throughout, and balance converges to
-    /// ceil(M/N) per worker.
+    /// Kill a worker: the others hold all its leases within `failover + take_interval` with
+    /// `scan_at_expiry`, and within two take rounds without it (KCL's worst case: the first
+    /// scan after the last renewal sees the counter change, the next one sees it expired);
+    /// fencing holds throughout, and balance converges to ceil(M/N) per worker. The slack is
+    /// the simulation's tick granularity (a round runs at the first step after it is due).
     #[test]
     fn failover_fencing_and_balance(
         n in 2usize..=4,
@@ -222,9 +241,10 @@ proptest! {
         seed in any::<u64>(),
         kill in 0usize..4,
         max_step in 100u64..=3000,
+        scan_at_expiry in any::<bool>(),
     ) {
         runtime().block_on(async {
-            let config = LeaseConfig::default();
+            let config = LeaseConfig { scan_at_expiry, ..LeaseConfig::default() };
             let take = config.take_interval;
             let mut sim = Sim::new(n, seed, max_step, &config);
             for k in 0..m {
@@ -242,7 +262,11 @@ proptest! {
             sim.alive[victim] = false;
             let killed_at = sim.now();
             let slack = Duration::from_millis(max_step);
-            let bound = killed_at + (take + slack) * 2 + slack;
+            let bound = if scan_at_expiry {
+                killed_at + config.failover + take + slack * 2
+            } else {
+                killed_at + (take + slack) * 2 + slack
+            };
             sim.run_until(bound, false).await;
             let holders = sim.holders();
             prop_assert_eq!(holders.len(), m, "all leases held by survivors by the bound");

@@ -24,8 +24,8 @@ use std::time::Duration;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ReturnValue, ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TableStatus,
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ReturnValue,
+    ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TableStatus,
 };
 use aws_sdk_dynamodb::Client;
 
@@ -108,10 +108,16 @@ fn encode(lease: &Lease) -> Item {
     item.insert(attr::SWITCHES.into(), n(lease.owner_switches));
     // DynamoDB refuses empty sets: absent = empty.
     if !lease.parents.is_empty() {
-        item.insert(attr::PARENTS.into(), AttributeValue::Ss(lease.parents.clone()));
+        item.insert(
+            attr::PARENTS.into(),
+            AttributeValue::Ss(lease.parents.clone()),
+        );
     }
     if !lease.children.is_empty() {
-        item.insert(attr::CHILDREN.into(), AttributeValue::Ss(lease.children.clone()));
+        item.insert(
+            attr::CHILDREN.into(),
+            AttributeValue::Ss(lease.children.clone()),
+        );
     }
     if let Some(range) = lease.hash_range {
         item.insert(attr::START_HASH.into(), s(range.start.to_string()));
@@ -121,7 +127,9 @@ fn encode(lease: &Lease) -> Item {
 }
 
 fn get_s<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
-    item.get(name).and_then(|v| v.as_s().ok()).map(String::as_str)
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
 }
 
 fn get_n<T: std::str::FromStr>(item: &Item, name: &str) -> Result<Option<T>, LeaseError> {
@@ -185,9 +193,19 @@ fn decode(item: &Item) -> Result<Lease, LeaseError> {
     Ok(Lease {
         owner: get_s(item, attr::OWNER).map(str::to_owned),
         counter: get_n(item, attr::COUNTER)?.unwrap_or(0),
-        checkpoint: decode_checkpoint(item, attr::CHECKPOINT, attr::CHECKPOINT_SUB, attr::CHECKPOINT_TS)?
-            .unwrap_or(Checkpoint::TrimHorizon),
-        pending_checkpoint: decode_checkpoint(item, attr::PENDING, attr::PENDING_SUB, attr::PENDING_TS)?,
+        checkpoint: decode_checkpoint(
+            item,
+            attr::CHECKPOINT,
+            attr::CHECKPOINT_SUB,
+            attr::CHECKPOINT_TS,
+        )?
+        .unwrap_or(Checkpoint::TrimHorizon),
+        pending_checkpoint: decode_checkpoint(
+            item,
+            attr::PENDING,
+            attr::PENDING_SUB,
+            attr::PENDING_TS,
+        )?,
         owner_switches: get_n(item, attr::SWITCHES)?.unwrap_or(0),
         parents: set(attr::PARENTS),
         children: set(attr::CHILDREN),
@@ -335,10 +353,7 @@ impl DynamoDbStore {
             .await;
         if let Err(e) = created {
             let text = DisplayErrorContext(&e).to_string();
-            if !e
-                .into_service_error()
-                .is_resource_in_use_exception()
-            {
+            if !e.into_service_error().is_resource_in_use_exception() {
                 return Err(LeaseError::store(op, text));
             }
         }
@@ -355,14 +370,22 @@ impl DynamoDbStore {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Err(LeaseError::store(op, format!("table {} not active", self.table)))
+        Err(LeaseError::store(
+            op,
+            format!("table {} not active", self.table),
+        ))
     }
 
     fn key(&self, key: &str) -> (String, AttributeValue) {
         (attr::KEY.to_owned(), s(key))
     }
 
-    async fn send_update(&self, key: &str, update: &Update, op: &'static str) -> Result<Result<Lease, Option<Lease>>, LeaseError> {
+    async fn send_update(
+        &self,
+        key: &str,
+        update: &Update,
+        op: &'static str,
+    ) -> Result<Result<Lease, Option<Lease>>, LeaseError> {
         let (k, v) = self.key(key);
         let sent = self
             .client
@@ -415,7 +438,9 @@ impl LeaseStore for DynamoDbStore {
             Ok(_) => Ok(true),
             Err(e) => {
                 let text = DisplayErrorContext(&e).to_string();
-                if e.into_service_error().is_conditional_check_failed_exception() {
+                if e.into_service_error()
+                    .is_conditional_check_failed_exception()
+                {
                     Ok(false)
                 } else {
                     Err(LeaseError::store("create", text))
@@ -473,9 +498,13 @@ impl LeaseStore for DynamoDbStore {
         let op = mutation.name();
         let race = || {
             if mutation.needs_owner() {
-                LeaseError::Lost { key: key.to_owned() }
+                LeaseError::Lost {
+                    key: key.to_owned(),
+                }
             } else {
-                LeaseError::Conflict { key: key.to_owned() }
+                LeaseError::Conflict {
+                    key: key.to_owned(),
+                }
             }
         };
         let mut update = Update::new(expected, worker, mutation.needs_owner());
@@ -500,22 +529,29 @@ impl LeaseStore for DynamoDbStore {
                 );
                 match self.send_update(key, &switching, op).await? {
                     Ok(lease) => return Ok(lease),
-                    Err(Some(current)) if current.counter == expected && current.is_owned_by(worker) => {
+                    Err(Some(current))
+                        if current.counter == expected && current.is_owned_by(worker) =>
+                    {
                         // Retaking my own lease: fall through to the plain update.
                     }
-                    Err(Some(current)) if already_applied(&mutation, worker, expected, &current) => {
+                    Err(Some(current))
+                        if already_applied(&mutation, worker, expected, &current) =>
+                    {
                         return Ok(current)
                     }
                     Err(Some(_)) => return Err(race()),
-                    Err(None) => return Err(LeaseError::NotFound { key: key.to_owned() }),
+                    Err(None) => {
+                        return Err(LeaseError::NotFound {
+                            key: key.to_owned(),
+                        })
+                    }
                 }
             }
             Mutation::Release => update.remove.push(attr::OWNER),
             Mutation::Checkpoint(cp) | Mutation::PrepareCheckpoint(cp) => {
-                let current = self
-                    .get(key)
-                    .await?
-                    .ok_or_else(|| LeaseError::NotFound { key: key.to_owned() })?;
+                let current = self.get(key).await?.ok_or_else(|| LeaseError::NotFound {
+                    key: key.to_owned(),
+                })?;
                 if current.counter != expected || !current.is_owned_by(worker) {
                     return Err(race());
                 }
@@ -539,9 +575,13 @@ impl LeaseStore for DynamoDbStore {
         }
         match self.send_update(key, &update, op).await? {
             Ok(lease) => Ok(lease),
-            Err(Some(current)) if already_applied(&mutation, worker, expected, &current) => Ok(current),
+            Err(Some(current)) if already_applied(&mutation, worker, expected, &current) => {
+                Ok(current)
+            }
             Err(Some(_)) => Err(race()),
-            Err(None) => Err(LeaseError::NotFound { key: key.to_owned() }),
+            Err(None) => Err(LeaseError::NotFound {
+                key: key.to_owned(),
+            }),
         }
     }
 
@@ -560,10 +600,16 @@ impl LeaseStore for DynamoDbStore {
             Ok(_) => Ok(()),
             Err(e) => {
                 let text = DisplayErrorContext(&e).to_string();
-                if e.into_service_error().is_conditional_check_failed_exception() {
+                if e.into_service_error()
+                    .is_conditional_check_failed_exception()
+                {
                     match self.get(key).await? {
-                        None => Err(LeaseError::NotFound { key: key.to_owned() }),
-                        Some(_) => Err(LeaseError::Conflict { key: key.to_owned() }),
+                        None => Err(LeaseError::NotFound {
+                            key: key.to_owned(),
+                        }),
+                        Some(_) => Err(LeaseError::Conflict {
+                            key: key.to_owned(),
+                        }),
                     }
                 } else {
                     Err(LeaseError::store("delete", text))
@@ -579,23 +625,38 @@ mod tests {
 
     #[test]
     fn encode_decode_round_trip_in_kcl_layout() {
-        let mut lease = Lease::new("shardId-000000000003", Checkpoint::seq(
-            SequenceNumber::parse("49590338271490256608559692538361571095921575989136588898").unwrap(),
-            4,
-        ))
+        let mut lease = Lease::new(
+            "shardId-000000000003",
+            Checkpoint::seq(
+                SequenceNumber::parse("49590338271490256608559692538361571095921575989136588898")
+                    .unwrap(),
+                4,
+            ),
+        )
         .with_parents(["shardId-000000000001", "shardId-000000000002"])
         .with_hash_range(5, u128::MAX);
         lease.owner = Some("host-a".into());
         lease.counter = 42;
         lease.owner_switches = 2;
-        lease.pending_checkpoint = Some(Checkpoint::AtTimestamp { millis: 1_700_000_000_000 });
+        lease.pending_checkpoint = Some(Checkpoint::AtTimestamp {
+            millis: 1_700_000_000_000,
+        });
         lease.children = vec!["shardId-000000000009".into()];
         let item = encode(&lease);
         assert_eq!(item["leaseCounter"], AttributeValue::N("42".into()));
         assert_eq!(item["leaseOwner"], AttributeValue::S("host-a".into()));
-        assert_eq!(item["checkpointSubSequenceNumber"], AttributeValue::N("4".into()));
-        assert_eq!(item["pendingCheckpoint"], AttributeValue::S("AT_TIMESTAMP".into()));
-        assert_eq!(item["endingHashKey"], AttributeValue::S(u128::MAX.to_string()));
+        assert_eq!(
+            item["checkpointSubSequenceNumber"],
+            AttributeValue::N("4".into())
+        );
+        assert_eq!(
+            item["pendingCheckpoint"],
+            AttributeValue::S("AT_TIMESTAMP".into())
+        );
+        assert_eq!(
+            item["endingHashKey"],
+            AttributeValue::S(u128::MAX.to_string())
+        );
         assert!(matches!(&item["parentShardId"], AttributeValue::Ss(p) if p.len() == 2));
         assert_eq!(decode(&item).unwrap(), lease);
 

@@ -70,7 +70,12 @@ impl FileStore {
 
     /// Runs `f` on the decoded table under the lock, on the blocking pool; `f` returns its
     /// result and whether the table must be written back.
-    async fn with_table<R, F>(&self, op: &'static str, exclusive: bool, f: F) -> Result<R, LeaseError>
+    async fn with_table<R, F>(
+        &self,
+        op: &'static str,
+        exclusive: bool,
+        f: F,
+    ) -> Result<R, LeaseError>
     where
         R: Send + 'static,
         F: FnOnce(&mut Table) -> Result<(R, bool), LeaseError> + Send + 'static,
@@ -131,7 +136,9 @@ fn read_table(path: &Path) -> Result<Table, ReadError> {
         .read_to_end(&mut bytes)
         .map_err(ReadError::Io)?;
     if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(ReadError::Corrupt(format!("larger than {MAX_FILE_BYTES} bytes")));
+        return Err(ReadError::Corrupt(format!(
+            "larger than {MAX_FILE_BYTES} bytes"
+        )));
     }
     if bytes.is_empty() {
         return Ok(Table::new());
@@ -139,7 +146,10 @@ fn read_table(path: &Path) -> Result<Table, ReadError> {
     let parsed: FileFormat =
         serde_json::from_slice(&bytes).map_err(|e| ReadError::Corrupt(e.to_string()))?;
     if parsed.version != VERSION {
-        return Err(ReadError::Corrupt(format!("unknown version {}", parsed.version)));
+        return Err(ReadError::Corrupt(format!(
+            "unknown version {}",
+            parsed.version
+        )));
     }
     Ok(parsed
         .leases
@@ -179,8 +189,10 @@ impl LeaseStore for FileStore {
     }
 
     async fn list(&self) -> Result<Vec<Lease>, LeaseError> {
-        self.with_table("list", false, |t| Ok((t.values().cloned().collect(), false)))
-            .await
+        self.with_table("list", false, |t| {
+            Ok((t.values().cloned().collect(), false))
+        })
+        .await
     }
 
     async fn get(&self, key: &str) -> Result<Option<Lease>, LeaseError> {
@@ -233,7 +245,9 @@ mod tests {
         )
         .unwrap();
         let big = Checkpoint::seq(seq, 3);
-        a.checkpoint(&lease.key, "w1", 1, big.clone()).await.unwrap();
+        a.checkpoint(&lease.key, "w1", 1, big.clone())
+            .await
+            .unwrap();
 
         // A second handle (as another process would) sees the same lease.
         let b = FileStore::new(&path);
@@ -242,7 +256,10 @@ mod tests {
         assert_eq!(seen.checkpoint, big);
         assert_eq!(seen.parents, vec!["shardId-000000000000".to_owned()]);
         assert_eq!(seen.hash_range.unwrap().end, u128::MAX);
-        assert!(matches!(b.renew(&lease.key, "w1", 1).await, Err(LeaseError::Lost { .. })));
+        assert!(matches!(
+            b.renew(&lease.key, "w1", 1).await,
+            Err(LeaseError::Lost { .. })
+        ));
         assert!(!dir.path().join("leases.json.tmp").exists());
     }
 
@@ -254,7 +271,10 @@ mod tests {
         let s = FileStore::new(&path);
         assert!(matches!(s.list().await, Err(LeaseError::Corrupt(_))));
         let lease = Lease::new("k", Checkpoint::Latest);
-        assert!(matches!(s.create_if_absent(&lease).await, Err(LeaseError::Corrupt(_))));
+        assert!(matches!(
+            s.create_if_absent(&lease).await,
+            Err(LeaseError::Corrupt(_))
+        ));
         assert_eq!(std::fs::read(&path).unwrap(), b"{not json");
     }
 }

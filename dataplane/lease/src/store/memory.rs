@@ -32,7 +32,9 @@ pub(crate) fn table_update(
     mutation: &Mutation,
 ) -> Result<Lease, LeaseError> {
     let Some(current) = table.get_mut(key) else {
-        return Err(LeaseError::NotFound { key: key.to_owned() });
+        return Err(LeaseError::NotFound {
+            key: key.to_owned(),
+        });
     };
     let next = mutation.apply(current, worker, expected)?;
     *current = next.clone();
@@ -42,8 +44,12 @@ pub(crate) fn table_update(
 /// Compare-and-set delete.
 pub(crate) fn table_delete(table: &mut Table, key: &str, expected: u64) -> Result<(), LeaseError> {
     match table.get(key) {
-        None => Err(LeaseError::NotFound { key: key.to_owned() }),
-        Some(l) if l.counter != expected => Err(LeaseError::Conflict { key: key.to_owned() }),
+        None => Err(LeaseError::NotFound {
+            key: key.to_owned(),
+        }),
+        Some(l) if l.counter != expected => Err(LeaseError::Conflict {
+            key: key.to_owned(),
+        }),
         Some(_) => {
             table.remove(key);
             Ok(())
@@ -123,15 +129,24 @@ mod tests {
         ));
         let b = s.take("s0", "b", 1).await.unwrap();
         // a's renew and checkpoint are fenced out.
-        assert!(matches!(s.renew("s0", "a", 1).await, Err(LeaseError::Lost { .. })));
+        assert!(matches!(
+            s.renew("s0", "a", 1).await,
+            Err(LeaseError::Lost { .. })
+        ));
         assert!(matches!(
             s.checkpoint("s0", "a", 2, Checkpoint::seq(1, 0)).await,
             Err(LeaseError::Lost { .. })
         ));
         assert!(s.renew("s0", "b", b.counter).await.is_ok());
-        assert!(matches!(s.delete("s0", 0).await, Err(LeaseError::Conflict { .. })));
+        assert!(matches!(
+            s.delete("s0", 0).await,
+            Err(LeaseError::Conflict { .. })
+        ));
         s.delete("s0", 3).await.unwrap();
         assert!(s.get("s0").await.unwrap().is_none());
-        assert!(matches!(s.renew("s0", "b", 3).await, Err(LeaseError::NotFound { .. })));
+        assert!(matches!(
+            s.renew("s0", "b", 3).await,
+            Err(LeaseError::NotFound { .. })
+        ));
     }
 }
