@@ -7,6 +7,12 @@
 //! to fail on.
 
 mod locate;
+mod streams;
+
+pub use streams::{
+    BatchEncoding, KafkaSettings, KinesisSettings, LeaseStoreKind, LocalLogSettings, StreamSettings,
+    WorkerConfig,
+};
 
 use crate::aggregate::GaugeDialect;
 use serde::{Deserialize, Serialize};
@@ -67,6 +73,9 @@ pub struct Config {
     /// Ordered routes.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// Stream workers (`[[workers]]`).
+    #[serde(default)]
+    pub workers: Vec<WorkerConfig>,
 }
 
 /// `[shards]`
@@ -332,6 +341,36 @@ pub struct SinkConfig {
     /// Datadog `rate` series as SignalFx `counter` (value x interval) or `gauge`.
     #[serde(default)]
     pub rate_as: crate::translate::RateAs,
+    /// Kinesis stream name (`type = "kinesis"`).
+    #[serde(default)]
+    pub stream: Option<String>,
+    /// AWS region (`kinesis`); unset: the standard AWS chain.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// Kafka bootstrap brokers (`kafka`).
+    #[serde(default)]
+    pub brokers: Option<String>,
+    /// Kafka topic (`kafka`).
+    #[serde(default)]
+    pub topic: Option<String>,
+    /// Local log directory (`local_log`).
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    /// Stream sinks: batch encoding, `rkyv` or `json` (SignalFx datapoints).
+    #[serde(default)]
+    pub batch_encoding: BatchEncoding,
+    /// Local log: segment size before rolling.
+    #[serde(default = "streams::default_segment_bytes")]
+    pub segment_bytes: u64,
+    /// Local log: segment age before rolling.
+    #[serde(default = "streams::default_segment_age", with = "humantime_serde")]
+    pub segment_age: Duration,
+    /// Local log: total size kept.
+    #[serde(default = "streams::default_retention_bytes")]
+    pub retention_bytes: u64,
+    /// Local log: age kept.
+    #[serde(default = "streams::default_retention_age", with = "humantime_serde")]
+    pub retention_age: Duration,
 }
 
 fn default_queue_batches() -> usize {
@@ -442,6 +481,13 @@ pub enum SinkType {
     Datadog,
     /// SignalFx `/v2/datapoint` (translated per `formats.md` §5).
     Signalfx,
+    /// Amazon Kinesis Data Streams (KPL-aggregated records).
+    Kinesis,
+    /// Kafka (cargo feature `kafka`).
+    Kafka,
+    /// The local segment log (the embedded default stream).
+    #[serde(rename = "local_log")]
+    LocalLog,
 }
 
 impl SinkType {
@@ -466,6 +512,12 @@ pub enum SinkKind {
     Datadog(DatadogSettings),
     /// SignalFx ingest.
     Signalfx(SignalfxSettings),
+    /// Kinesis.
+    Kinesis(KinesisSettings),
+    /// Kafka.
+    Kafka(KafkaSettings),
+    /// Local log.
+    LocalLog(LocalLogSettings),
 }
 
 impl SinkConfig {
@@ -503,6 +555,25 @@ impl SinkConfig {
                 token_env: self.token_env.clone(),
                 encoding: self.encoding,
                 rate_as: self.rate_as,
+            }),
+            (SinkType::Kinesis, _) => SinkKind::Kinesis(KinesisSettings {
+                stream: self.stream.clone().unwrap_or_default(),
+                region: self.region.clone(),
+                endpoint: self.endpoint.clone(),
+                stream_settings: self.stream_settings(),
+            }),
+            (SinkType::Kafka, _) => SinkKind::Kafka(KafkaSettings {
+                brokers: self.brokers.clone().unwrap_or_default(),
+                topic: self.topic.clone().unwrap_or_default(),
+                stream_settings: self.stream_settings(),
+            }),
+            (SinkType::LocalLog, _) => SinkKind::LocalLog(LocalLogSettings {
+                dir: self.dir.clone().unwrap_or_default(),
+                segment_bytes: self.segment_bytes,
+                segment_age: self.segment_age,
+                retention_bytes: self.retention_bytes,
+                retention_age: self.retention_age,
+                stream_settings: self.stream_settings(),
             }),
         }
     }
@@ -574,7 +645,23 @@ fn validate_sink(s: &SinkConfig) -> Result<(), (String, String)> {
                 }
             }
         }
+    } else if ty.is_stream() {
+        streams::validate_stream_sink(s)?;
+        let http_only = [
+            ("token_env", s.token_env.is_some()),
+            ("api_key_env", s.api_key_env.is_some()),
+            ("ca_file", s.ca_file.is_some()),
+        ];
+        for (k, set) in http_only {
+            if set {
+                return Err((
+                    format!(".{k}"),
+                    "only datadog and signalfx sinks take this setting".into(),
+                ));
+            }
+        }
     } else {
+        streams::validate_stream_sink(s)?;
         let http_only = [
             ("endpoint", s.endpoint.is_some()),
             ("token_env", s.token_env.is_some()),
@@ -794,6 +881,11 @@ impl Config {
                 None => e.message.clone(),
             };
             return err(e.key(), message);
+        }
+        for (i, w) in self.workers.iter().enumerate() {
+            if let Err((k, m)) = streams::validate_worker(w, &self.sinks) {
+                return err(format!("workers[{i}]{k}"), m);
+            }
         }
         Ok(())
     }

@@ -126,6 +126,12 @@ impl AnySink {
             SinkKind::Blackhole => AnySink::Blackhole(blackhole::BlackholeSink),
             SinkKind::Datadog(s) => AnySink::Datadog(Box::new(datadog::DatadogSink::new(&s)?)),
             SinkKind::Signalfx(s) => AnySink::Signalfx(Box::new(signalfx::SignalfxSink::new(&s)?)),
+            SinkKind::Kinesis(_) | SinkKind::Kafka(_) | SinkKind::LocalLog(_) => {
+                return Err(SinkError::Fatal(
+                    "stream sinks (kinesis, kafka, local_log) are not available in this build yet"
+                        .into(),
+                ))
+            }
         })
     }
 

@@ -1,0 +1,279 @@
+//! Stream sinks (`type = "kinesis" | "kafka" | "local_log"`) and the stream workers that read
+//! them back (`[[workers]]`): their resolved settings and validation.
+//!
+//! A stream sink writes every batch it is given, in the versioned envelope of
+//! `docs/STREAM_FORMAT.md` (rkyv by default, or SignalFx datapoints JSON for third-party
+//! consumers; compressed with libdeflate), to a durable stream. A worker holds leases on the
+//! stream's shards (Kinesis), a consumer group's partitions (Kafka) or the log's consumer
+//! offset (local log), decodes the batches and delivers them to the sinks named in its `to`,
+//! checkpointing only what those sinks acknowledged.
+
+use super::{Compression, SinkConfig, SinkType};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Encoding of the batches a stream sink writes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BatchEncoding {
+    /// An rkyv archive, read by workers in place without parsing.
+    #[default]
+    Rkyv,
+    /// SignalFx datapoints JSON, for third-party consumers.
+    Json,
+}
+
+/// What every stream sink shares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamSettings {
+    /// Batch encoding.
+    pub encoding: BatchEncoding,
+    /// Envelope compression (libdeflate).
+    pub compression: Compression,
+    /// libdeflate level.
+    pub compression_level: u8,
+    /// Retries of a failed write before its data is dropped (`retries_exhausted`).
+    pub max_retries: u32,
+    /// Per-request timeout.
+    pub request_timeout: Duration,
+}
+
+/// Settings of a Kinesis sink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KinesisSettings {
+    /// Stream name.
+    pub stream: String,
+    /// Region; `None`: the standard AWS chain (`AWS_REGION`, profile, IMDS).
+    pub region: Option<String>,
+    /// Endpoint override (tests, VPC endpoints); `None`: the region's endpoint.
+    pub endpoint: Option<String>,
+    /// Shared stream settings.
+    pub stream_settings: StreamSettings,
+}
+
+/// Settings of a Kafka sink (cargo feature `kafka`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaSettings {
+    /// Bootstrap brokers, `host:port[,host:port...]`.
+    pub brokers: String,
+    /// Topic.
+    pub topic: String,
+    /// Shared stream settings.
+    pub stream_settings: StreamSettings,
+}
+
+/// Settings of the local log (the embedded default stream).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalLogSettings {
+    /// Directory of the segment files (created if missing).
+    pub dir: PathBuf,
+    /// A segment is rolled past this size.
+    pub segment_bytes: u64,
+    /// ... or this age.
+    pub segment_age: Duration,
+    /// Oldest segments are deleted past this total size.
+    pub retention_bytes: u64,
+    /// ... or this age.
+    pub retention_age: Duration,
+    /// Shared stream settings.
+    pub stream_settings: StreamSettings,
+}
+
+/// Where a worker's leases live.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LeaseStoreKind {
+    /// A file under `state_dir` shared by the workers of one host.
+    #[default]
+    Local,
+    /// A DynamoDB table with KCL's layout, for a fleet (cargo feature `dynamodb`).
+    Dynamodb,
+}
+
+/// `[[workers]]`: a stream worker.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// The stream sink this worker reads (`type = "kinesis" | "kafka" | "local_log"`).
+    pub from: String,
+    /// Sinks it delivers to (not stream sinks).
+    pub to: Vec<String>,
+    /// This worker's identity in the lease table; default `<hostname>-<pid>`.
+    #[serde(default)]
+    pub worker_id: Option<String>,
+    /// Lease store (Kinesis): `local` (a file under `state_dir`) or `dynamodb`.
+    #[serde(default)]
+    pub lease_store: LeaseStoreKind,
+    /// Lease table (DynamoDB) or file name (local).
+    #[serde(default = "default_lease_table")]
+    pub lease_table: String,
+    /// DynamoDB endpoint override (tests).
+    #[serde(default)]
+    pub lease_endpoint: Option<String>,
+    /// A lease not renewed for this long is taken by another worker (KCL's
+    /// `failoverTimeMillis`); renewals every `failover / 3`.
+    #[serde(default = "default_failover", with = "humantime_serde")]
+    pub failover: Duration,
+    /// Kafka consumer group; default `switchyard-<from>`.
+    #[serde(default)]
+    pub group: Option<String>,
+    /// Records read per poll at most.
+    #[serde(default = "default_batch_records")]
+    pub max_records: usize,
+}
+
+fn default_lease_table() -> String {
+    "switchyard-leases".into()
+}
+
+fn default_failover() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_batch_records() -> usize {
+    1000
+}
+
+pub(super) fn default_segment_bytes() -> u64 {
+    128 << 20
+}
+
+pub(super) fn default_segment_age() -> Duration {
+    Duration::from_secs(3600)
+}
+
+pub(super) fn default_retention_bytes() -> u64 {
+    4 << 30
+}
+
+pub(super) fn default_retention_age() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+
+impl SinkType {
+    /// Whether the sink writes to a stream.
+    pub fn is_stream(self) -> bool {
+        matches!(self, SinkType::Kinesis | SinkType::Kafka | SinkType::LocalLog)
+    }
+}
+
+impl SinkConfig {
+    pub(super) fn stream_settings(&self) -> StreamSettings {
+        StreamSettings {
+            encoding: self.batch_encoding,
+            compression: self.compression.unwrap_or(Compression::Deflate),
+            compression_level: self.compression_level,
+            max_retries: self.max_retries,
+            request_timeout: self.request_timeout,
+        }
+    }
+}
+
+/// Checks a stream sink's own keys (the caller prefixes the key with `sinks.NAME`).
+pub(super) fn validate_stream_sink(s: &SinkConfig) -> Result<(), (String, String)> {
+    let need = |k: &str, v: bool, example: &str| {
+        if v {
+            Ok(())
+        } else {
+            Err((
+                format!(".{k}"),
+                format!("a {} sink needs `{k}` (such as {example})", type_name(s.sink_type)),
+            ))
+        }
+    };
+    match s.sink_type {
+        SinkType::Kinesis => {
+            need("stream", s.stream.as_deref().is_some_and(|v| !v.is_empty()), "\"metrics\"")?;
+            if let Some(u) = s.endpoint.as_deref() {
+                if !(u.starts_with("http://") || u.starts_with("https://")) {
+                    return Err((".endpoint".into(), format!("`{u}` is not an http:// or https:// URL")));
+                }
+            }
+        }
+        SinkType::Kafka => {
+            need("brokers", s.brokers.as_deref().is_some_and(|v| !v.is_empty()), "\"127.0.0.1:9092\"")?;
+            need("topic", s.topic.as_deref().is_some_and(|v| !v.is_empty()), "\"metrics\"")?;
+        }
+        SinkType::LocalLog => {
+            need("dir", s.dir.is_some(), "\"/var/lib/switchyard/log\"")?;
+            if s.segment_bytes < 4096 {
+                return Err((".segment_bytes".into(), "must be at least 4096".into()));
+            }
+        }
+        _ => {}
+    }
+    let only = [
+        ("stream", s.stream.is_some(), SinkType::Kinesis),
+        ("region", s.region.is_some(), SinkType::Kinesis),
+        ("brokers", s.brokers.is_some(), SinkType::Kafka),
+        ("topic", s.topic.is_some(), SinkType::Kafka),
+        ("dir", s.dir.is_some(), SinkType::LocalLog),
+    ];
+    for (k, set, ty) in only {
+        if set && s.sink_type != ty {
+            return Err((
+                format!(".{k}"),
+                format!("only {} sinks take this setting", type_name(ty)),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn type_name(t: SinkType) -> &'static str {
+    match t {
+        SinkType::Kinesis => "kinesis",
+        SinkType::Kafka => "kafka",
+        SinkType::LocalLog => "local_log",
+        SinkType::File => "file",
+        SinkType::Stdout => "stdout",
+        SinkType::Blackhole => "blackhole",
+        SinkType::Datadog => "datadog",
+        SinkType::Signalfx => "signalfx",
+    }
+}
+
+/// Checks `[[workers]]` against the sinks (the caller prefixes `workers[i]`).
+pub(super) fn validate_worker(
+    w: &WorkerConfig,
+    sinks: &std::collections::BTreeMap<String, SinkConfig>,
+) -> Result<(), (String, String)> {
+    match sinks.get(&w.from) {
+        None => {
+            return Err((
+                ".from".into(),
+                format!("unknown sink `{}` (a worker reads a kinesis, kafka or local_log sink)", w.from),
+            ))
+        }
+        Some(s) if !s.sink_type.is_stream() => {
+            return Err((
+                ".from".into(),
+                format!("sink `{}` is a {} sink, not a stream (kinesis, kafka or local_log)", w.from, type_name(s.sink_type)),
+            ))
+        }
+        Some(_) => {}
+    }
+    if w.to.is_empty() {
+        return Err((".to".into(), "a worker delivers to at least one sink".into()));
+    }
+    for (j, t) in w.to.iter().enumerate() {
+        match sinks.get(t) {
+            None => return Err((format!(".to[{j}]"), format!("unknown sink `{t}`"))),
+            Some(s) if s.sink_type.is_stream() => {
+                return Err((
+                    format!(".to[{j}]"),
+                    format!("`{t}` is a stream sink: a worker delivers to vendor, file or blackhole sinks"),
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+    if w.failover < Duration::from_millis(300) {
+        return Err((".failover".into(), "must be at least 300ms".into()));
+    }
+    if w.max_records == 0 {
+        return Err((".max_records".into(), "must be greater than 0".into()));
+    }
+    Ok(())
+}
