@@ -60,6 +60,10 @@ impl RetryPolicy {
                 max_retries: s.http.max_retries,
                 ..Self::default()
             },
+            SinkKind::Kinesis(s) => Self {
+                max_retries: s.stream_settings.max_retries,
+                ..Self::default()
+            },
             _ => Self::default(),
         }
     }
@@ -536,6 +540,12 @@ impl Tally {
 }
 
 impl Ctx<'_> {
+    /// Whether the runtime is shutting down past its deadline (sinks with their own resend
+    /// loops stop and drop what is left as `shutdown`).
+    pub fn aborting(&self) -> bool {
+        self.abort.load(Ordering::Relaxed)
+    }
+
     /// Counts `n` values as dropped for `reason`.
     pub fn drop_values(&self, reason: DropReason, n: u64) {
         self.stats.drop_values(reason, n);

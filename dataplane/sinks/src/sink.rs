@@ -8,6 +8,7 @@
 pub mod blackhole;
 pub mod datadog;
 pub mod file;
+pub mod kinesis;
 pub mod signalfx;
 pub mod stdout;
 
@@ -112,6 +113,8 @@ pub enum AnySink {
     Datadog(Box<datadog::DatadogSink>),
     /// SignalFx `/v2/datapoint`.
     Signalfx(Box<signalfx::SignalfxSink>),
+    /// Kinesis Data Streams (KPL-aggregated stream batches).
+    Kinesis(Box<kinesis::KinesisSink>),
 }
 
 impl AnySink {
@@ -126,10 +129,10 @@ impl AnySink {
             SinkKind::Blackhole => AnySink::Blackhole(blackhole::BlackholeSink),
             SinkKind::Datadog(s) => AnySink::Datadog(Box::new(datadog::DatadogSink::new(&s)?)),
             SinkKind::Signalfx(s) => AnySink::Signalfx(Box::new(signalfx::SignalfxSink::new(&s)?)),
-            SinkKind::Kinesis(_) | SinkKind::Kafka(_) | SinkKind::LocalLog(_) => {
+            SinkKind::Kinesis(s) => AnySink::Kinesis(Box::new(kinesis::KinesisSink::new(&s)?)),
+            SinkKind::Kafka(_) | SinkKind::LocalLog(_) => {
                 return Err(SinkError::Fatal(
-                    "stream sinks (kinesis, kafka, local_log) are not available in this build yet"
-                        .into(),
+                    "stream sinks kafka and local_log are not available in this build yet".into(),
                 ))
             }
         })
@@ -145,7 +148,7 @@ impl AnySink {
             AnySink::Signalfx(s) => SinkLimits {
                 max_series: s.max_series,
             },
-            AnySink::Blackhole(_) => SinkLimits {
+            AnySink::Blackhole(_) | AnySink::Kinesis(_) => SinkLimits {
                 max_series: usize::MAX,
             },
         }
@@ -161,6 +164,7 @@ impl AnySink {
             }
             AnySink::Datadog(s) => s.handle(item, ctx),
             AnySink::Signalfx(s) => s.handle(item, ctx),
+            AnySink::Kinesis(s) => s.handle(item, ctx),
             AnySink::File(_) | AnySink::Stdout(_) => match item {
                 Egress::Series(b) => {
                     for c in chunks(b, limit) {
@@ -227,7 +231,10 @@ impl AnySink {
         match self {
             AnySink::File(s) => s.flush(),
             AnySink::Stdout(s) => s.flush(),
-            AnySink::Datadog(_) | AnySink::Signalfx(_) | AnySink::Blackhole(_) => Ok(()),
+            AnySink::Datadog(_)
+            | AnySink::Signalfx(_)
+            | AnySink::Blackhole(_)
+            | AnySink::Kinesis(_) => Ok(()),
         }
     }
 }

@@ -6,6 +6,7 @@
 
 mod datadog;
 mod isolation;
+mod kinesis;
 mod server;
 mod signalfx;
 mod tls;

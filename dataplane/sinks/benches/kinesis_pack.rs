@@ -1,0 +1,176 @@
+//! Kinesis sink packing for a realistic statsd flush: records and bytes per `PutRecords`
+//! call and per shard-second against the shard limits (1 MiB/s, 1000 records/s), with KPL
+//! aggregation versus one record per series. Pure packing (no network): run with
+//! `cargo bench -p switchyard-sinks --bench kinesis_pack`.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    missing_docs
+)]
+
+use std::time::Instant;
+use switchyard_core::model::{SeriesBatch, SeriesType};
+use switchyard_sinks::sink::kinesis::pack::{plan_call, Entry, Packer};
+use switchyard_sinks::sink::kinesis::shards::{ShardMap, ShardRange};
+use switchyard_stream::{Compression, Encoding, StreamBatch, StreamEncoder};
+
+const SHARD_BYTES_PER_S: f64 = 1_048_576.0;
+const SHARD_RECORDS_PER_S: f64 = 1000.0;
+
+/// A statsd flush: `n` series over 50 services, 20 endpoints, 200 hosts, mixed types.
+fn flush(n: usize) -> SeriesBatch {
+    let mut b = SeriesBatch::new(1_700_000_000, 10.0);
+    let kinds = [SeriesType::Count, SeriesType::Gauge, SeriesType::Rate];
+    for i in 0..n {
+        let svc = i % 50;
+        let tags = [
+            format!("service:svc-{svc}"),
+            format!("endpoint:/api/v1/resource-{}", i % 20),
+            "env:prod".to_string(),
+            format!("region:eu-west-{}", i % 3),
+            format!("instance:{i}"),
+        ];
+        let name = format!("svc{svc}.http.server.request.duration");
+        let id = b.identity(
+            &name,
+            tags.iter().map(String::as_str),
+            &format!("host-{:04}", i % 200),
+        );
+        b.push(id, "", kinds[i % 3], (i % 977) as f64 * 1.25);
+    }
+    b
+}
+
+fn shards(n: u128) -> ShardMap {
+    let step = u128::MAX / n;
+    ShardMap::new(
+        (0..n)
+            .map(|i| ShardRange {
+                id: format!("shardId-{i:012}"),
+                start: i * step,
+                end: if i + 1 == n {
+                    u128::MAX
+                } else {
+                    (i + 1) * step - 1
+                },
+            })
+            .collect(),
+    )
+}
+
+fn report(label: &str, entries: &[Entry], nshards: usize, points: u64) {
+    let mut taken = Vec::new();
+    let mut queue = entries.to_vec();
+    let mut calls = Vec::new();
+    while !queue.is_empty() {
+        plan_call(&queue, |_| true, &mut taken);
+        let bytes: usize = taken.iter().map(|&p| queue[p].record.size()).sum();
+        calls.push((taken.len(), bytes));
+        let mut mask = vec![false; queue.len()];
+        for &p in &taken {
+            mask[p] = true;
+        }
+        let mut i = 0;
+        queue.retain(|_| {
+            i += 1;
+            !mask[i - 1]
+        });
+    }
+    let recs = entries.len() as f64;
+    let bytes: f64 = entries.iter().map(|e| e.record.size() as f64).sum();
+    let per_shard_recs = recs / nshards as f64;
+    let per_shard_bytes = bytes / nshards as f64;
+    // Seconds a shard needs at its limits; whichever limit binds.
+    let secs = (per_shard_bytes / SHARD_BYTES_PER_S).max(per_shard_recs / SHARD_RECORDS_PER_S);
+    let byte_util = per_shard_bytes / secs / SHARD_BYTES_PER_S;
+    let rec_util = per_shard_recs / secs / SHARD_RECORDS_PER_S;
+    let max_call = calls.iter().map(|c| c.1).max().unwrap_or(0);
+    println!(
+        "{label}: {recs} records, {:.1} KiB/record avg, {} calls (avg {:.0} records, {:.2} MiB; max {:.2} MiB), \
+         per shard-second at the limits: {:.0} records ({:.1}% of 1000), {:.3} MiB ({:.1}% of 1 MiB), {:.0} points/s/shard",
+        bytes / recs / 1024.0,
+        calls.len(),
+        recs / calls.len() as f64,
+        bytes / calls.len() as f64 / 1_048_576.0,
+        max_call as f64 / 1_048_576.0,
+        per_shard_recs / secs,
+        rec_util * 100.0,
+        per_shard_bytes / secs / 1_048_576.0,
+        byte_util * 100.0,
+        points as f64 / nshards as f64 / secs,
+    );
+}
+
+fn main() {
+    let n = 100_000;
+    let nshards = 4;
+    let flush = flush(n);
+    let mut sb = StreamBatch::new();
+    sb.extend_from_series_batch(&flush);
+    let map = shards(nshards as u128);
+    for (comp, label) in [
+        (Compression::Deflate, "deflate"),
+        (Compression::None, "none"),
+    ] {
+        let mut p = Packer::new(StreamEncoder::default(), Encoding::Rkyv, comp, 1 << 20);
+        let mut entries = Vec::new();
+        let t = Instant::now();
+        let reps = 5;
+        for _ in 0..reps {
+            entries.clear();
+            p.pack(&sb, &map, &mut entries);
+        }
+        let el = t.elapsed() / reps;
+        let pts: u64 = entries.iter().map(|e| e.points).sum();
+        assert_eq!(pts, n as u64);
+        println!(
+            "pack {n} series, rkyv+{label}, {nshards} shards: {el:?} per flush ({:.2} M series/s)",
+            n as f64 / el.as_secs_f64() / 1e6
+        );
+        report(
+            &format!("  aggregated rkyv+{label}"),
+            &entries,
+            nshards,
+            n as u64,
+        );
+    }
+    // Without aggregation: one record per series (its own envelope, keyed by series).
+    let mut enc = StreamEncoder::default();
+    let mut one = StreamBatch::new();
+    let mut out = Vec::new();
+    let mut per_series = Vec::with_capacity(n);
+    for s in sb.series() {
+        one.clear();
+        one.push_series(
+            s.name(),
+            s.kind(),
+            s.interval(),
+            s.host(),
+            s.device(),
+            s.tags(),
+            s.points().iter().copied(),
+        );
+        out.clear();
+        enc.encode(&one, Encoding::Rkyv, Compression::None, &mut out)
+            .unwrap();
+        per_series.push(Entry {
+            shard: 0,
+            record: switchyard_stream::kpl::KinesisRecord {
+                partition_key: format!("{}{}", s.name(), s.host().unwrap_or("")),
+                explicit_hash_key: None,
+                data: out.clone(),
+                user_records: 1,
+            },
+            points: 1,
+            attempts: 0,
+        });
+    }
+    report(
+        "  unaggregated (1 record per series)",
+        &per_series,
+        nshards,
+        n as u64,
+    );
+}

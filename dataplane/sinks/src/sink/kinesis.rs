@@ -1,0 +1,521 @@
+//! Kinesis Data Streams sink: every queue item becomes KPL-aggregated `PutRecords` entries,
+//! one stream batch per destination shard (see [`pack`] for the layout).
+//!
+//! - Client: `aws-sdk-kinesis` on the sink's own tokio current-thread runtime (the sink
+//!   worker is a plain thread and `block_on`s each call). Region and credentials come from the
+//!   standard AWS chain; `region` and `endpoint` from the config override it.
+//! - Shards: `ListShards` (open shards only, so closed parents of a split or merge get
+//!   nothing); refreshed every [`SHARD_REFRESH`], after any failed call, and when Kinesis
+//!   puts a record on another shard than planned (a reshard).
+//! - Record limit: the stream's `MaxRecordSizeInKiB` from `DescribeStreamSummary`, 1 MiB
+//!   (logged) when the server does not report it. Calls stay within 500 records and 5 MiB.
+//! - Failures: only the failed entries of a call are resent. An entry failing with
+//!   `ProvisionedThroughputExceededException` backs its shard off (exponential, jittered,
+//!   [`THROTTLE_BASE`] to [`THROTTLE_CAP`]); other entry errors count as an attempt too. An
+//!   entry that failed more than `max_retries` times is dropped (`retries_exhausted`).
+//!   Whole-call errors go through the driver's retry policy ([`Ctx::deliver`]). Every value
+//!   ends delivered or dropped by reason.
+//!
+//! Metrics (sink-local, [`KinesisStats`]; label `sink`):
+//! - `switchyard_kinesis_put_calls_total`: `PutRecords` calls answered;
+//! - `switchyard_kinesis_records_total{outcome=put|throttled|failed}`: aggregated records
+//!   per entry outcome; `switchyard_kinesis_user_records_total`: user records (envelopes)
+//!   put;
+//! - `switchyard_kinesis_bytes_total`: record bytes (data + partition key) put;
+//! - `switchyard_kinesis_shard_refreshes_total`: shard map reloads.
+//!
+//! Besides these, the shared sink metrics apply: `switchyard_sink_requests_total` and the
+//! latency histogram per call, `switchyard_sink_bytes_total` (bytes sent per call, resends
+//! included), delivered and dropped values.
+
+pub mod pack;
+pub mod shards;
+
+use crate::driver::Ctx;
+use crate::stats::{DropReason, RequestOutcome, SinkStats};
+use crate::SinkError;
+use aws_sdk_kinesis::error::ProvideErrorMetadata;
+use aws_sdk_kinesis::primitives::Blob;
+use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+use pack::{plan_call, Entry, Packer};
+use rand::Rng;
+use shards::ShardMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use switchyard_core::config::{BatchEncoding, Compression as CfgCompression, KinesisSettings};
+use switchyard_core::egress::Egress;
+use switchyard_core::translate::TranslateConfig;
+use switchyard_stream::kpl::DEFAULT_MAX_RECORD_BYTES;
+use switchyard_stream::{Compression, Encoding, StreamBatch, StreamEncoder};
+
+/// How often the shard map is reloaded even without errors.
+pub const SHARD_REFRESH: Duration = Duration::from_secs(60);
+/// First per-shard backoff after a throttled entry.
+pub const THROTTLE_BASE: Duration = Duration::from_millis(100);
+/// Largest per-shard backoff.
+pub const THROTTLE_CAP: Duration = Duration::from_secs(5);
+
+/// Sink-local counters (see the module docs for their metric names).
+#[derive(Debug, Default)]
+pub struct KinesisStats {
+    /// `PutRecords` calls answered.
+    pub put_calls: AtomicU64,
+    /// Aggregated records put.
+    pub records_put: AtomicU64,
+    /// Entries refused with `ProvisionedThroughputExceededException`.
+    pub records_throttled: AtomicU64,
+    /// Entries refused with another error code.
+    pub records_failed: AtomicU64,
+    /// User records (envelopes) inside the records put.
+    pub user_records_put: AtomicU64,
+    /// Bytes (data + partition key) of the records put.
+    pub bytes_put: AtomicU64,
+    /// Shard map reloads.
+    pub shard_refreshes: AtomicU64,
+}
+
+/// Per-shard throttling state.
+#[derive(Debug, Clone, Copy, Default)]
+struct Throttle {
+    until: Option<Instant>,
+    level: u32,
+}
+
+/// The Kinesis sink.
+pub struct KinesisSink {
+    rt: tokio::runtime::Runtime,
+    client: aws_sdk_kinesis::Client,
+    stream: String,
+    map: ShardMap,
+    refreshed: Option<Instant>,
+    stale: bool,
+    packer: Packer,
+    batch: StreamBatch,
+    scratch: super::ParseScratch,
+    max_retries: u32,
+    throttle: Vec<Throttle>,
+    stats: Arc<KinesisStats>,
+}
+
+impl std::fmt::Debug for KinesisSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KinesisSink")
+            .field("stream", &self.stream)
+            .field("shards", &self.map.len())
+            .field("max_record_bytes", &self.packer.max_record_bytes())
+            .finish_non_exhaustive()
+    }
+}
+
+fn sdk_err<E: ProvideErrorMetadata + std::fmt::Debug>(
+    e: &aws_sdk_kinesis::error::SdkError<E, aws_sdk_kinesis::config::http::HttpResponse>,
+) -> String {
+    match e.as_service_error() {
+        Some(s) => format!("{}: {}", s.code().unwrap_or("?"), s.message().unwrap_or("")),
+        None => format!("{e:?}"),
+    }
+}
+
+impl KinesisSink {
+    /// Builds the client and reads the stream's record limit and shards.
+    ///
+    /// # Errors
+    /// [`SinkError::Fatal`] when the runtime cannot start or the stream cannot be described
+    /// (missing stream, no credentials, unreachable endpoint).
+    pub fn new(s: &KinesisSettings) -> Result<Self, SinkError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| SinkError::Fatal(format!("kinesis runtime: {e}")))?;
+        let ss = &s.stream_settings;
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .operation_attempt_timeout(ss.request_timeout)
+                    .build(),
+            );
+        if let Some(r) = &s.region {
+            loader = loader.region(aws_config::Region::new(r.clone()));
+        }
+        if let Some(u) = &s.endpoint {
+            loader = loader.endpoint_url(u.clone());
+        }
+        let conf = rt.block_on(loader.load());
+        // Whole-call retries are the driver's; the SDK makes one attempt.
+        let kconf = aws_sdk_kinesis::config::Builder::from(&conf)
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .build();
+        let client = aws_sdk_kinesis::Client::from_conf(kconf);
+        let summary = rt
+            .block_on(
+                client
+                    .describe_stream_summary()
+                    .stream_name(&s.stream)
+                    .send(),
+            )
+            .map_err(|e| {
+                SinkError::Fatal(format!(
+                    "DescribeStreamSummary {}: {}",
+                    s.stream,
+                    sdk_err(&e)
+                ))
+            })?;
+        let max_record = match summary
+            .stream_description_summary()
+            .and_then(|d| d.max_record_size_in_kib())
+            .filter(|&k| k > 0)
+        {
+            Some(kib) => kib as usize * 1024,
+            None => {
+                tracing::info!(stream = %s.stream, "the stream does not report MaxRecordSizeInKiB: assuming 1 MiB records");
+                DEFAULT_MAX_RECORD_BYTES
+            }
+        };
+        let encoding = match ss.encoding {
+            BatchEncoding::Rkyv => Encoding::Rkyv,
+            BatchEncoding::Json => Encoding::Json,
+        };
+        let compression = match ss.compression {
+            CfgCompression::Gzip => Compression::Gzip,
+            CfgCompression::Deflate => Compression::Deflate,
+            CfgCompression::None => Compression::None,
+        };
+        let encoder =
+            StreamEncoder::with_level(TranslateConfig::default(), i32::from(ss.compression_level))
+                .map_err(|e| SinkError::Fatal(format!("kinesis compression level: {e}")))?;
+        let mut sink = Self {
+            rt,
+            client,
+            stream: s.stream.clone(),
+            map: ShardMap::default(),
+            refreshed: None,
+            stale: true,
+            packer: Packer::new(encoder, encoding, compression, max_record),
+            batch: StreamBatch::new(),
+            scratch: super::ParseScratch::default(),
+            max_retries: ss.max_retries,
+            throttle: Vec::new(),
+            stats: Arc::default(),
+        };
+        sink.refresh_shards().map_err(SinkError::Fatal)?;
+        Ok(sink)
+    }
+
+    /// The sink-local counters.
+    pub fn stats(&self) -> Arc<KinesisStats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// The per-record limit in use (bytes).
+    pub fn max_record_bytes(&self) -> usize {
+        self.packer.max_record_bytes()
+    }
+
+    /// The open shards currently mapped.
+    pub fn shards(&self) -> &ShardMap {
+        &self.map
+    }
+
+    fn refresh_shards(&mut self) -> Result<(), String> {
+        let mut items: Vec<(String, String, String, bool)> = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let req = match &token {
+                Some(t) => self.client.list_shards().next_token(t),
+                None => self.client.list_shards().stream_name(&self.stream),
+            };
+            let out = self
+                .rt
+                .block_on(req.send())
+                .map_err(|e| format!("ListShards {}: {}", self.stream, sdk_err(&e)))?;
+            for sh in out.shards() {
+                let Some(r) = sh.hash_key_range() else {
+                    continue;
+                };
+                let closed = sh
+                    .sequence_number_range()
+                    .and_then(|s| s.ending_sequence_number())
+                    .is_some();
+                items.push((
+                    sh.shard_id().to_owned(),
+                    r.starting_hash_key().to_owned(),
+                    r.ending_hash_key().to_owned(),
+                    closed,
+                ));
+            }
+            token = out.next_token().map(str::to_owned);
+            if token.is_none() {
+                break;
+            }
+        }
+        let map = ShardMap::from_listing(
+            items
+                .iter()
+                .map(|(a, b, c, d)| (a.as_str(), b.as_str(), c.as_str(), *d)),
+        );
+        if map.is_empty() {
+            return Err(format!("stream {} has no open shard", self.stream));
+        }
+        SinkStats::add(&self.stats.shard_refreshes, 1);
+        self.map = map;
+        self.throttle = vec![Throttle::default(); self.map.len()];
+        self.refreshed = Some(Instant::now());
+        self.stale = false;
+        Ok(())
+    }
+
+    /// Delivers one queue item.
+    pub fn handle(&mut self, item: &Egress, ctx: &Ctx<'_>) {
+        let total = item.points();
+        self.batch.clear();
+        match item {
+            Egress::Series(b) => self.batch.extend_from_series_batch(b),
+            Egress::Payload(p) => {
+                let parsed = self.scratch.load_payload(p).and_then(|(body, buffers)| {
+                    self.batch.extend_from_intake(p.endpoint, body, buffers)
+                });
+                if let Err(e) = parsed {
+                    return ctx.drop_once_logged(
+                        DropReason::Unsupported,
+                        total,
+                        &format!("{} payload not carried by kinesis: {e}", p.endpoint.label()),
+                    );
+                }
+            }
+        }
+        // Points the stream batch could not hold (null values in intake payloads).
+        let held = self.batch.point_count() as u64;
+        if held < total {
+            ctx.drop_values(DropReason::Translation, total - held);
+        }
+        if self.stale || self.refreshed.is_none_or(|t| t.elapsed() >= SHARD_REFRESH) {
+            if let Err(e) = self.refresh_shards() {
+                tracing::warn!(sink = ctx.name, error = %e, "shard map refresh failed; keeping the previous map");
+            }
+        }
+        let mut entries = Vec::new();
+        let drops = self.packer.pack(&self.batch, &self.map, &mut entries);
+        if drops.too_large > 0 {
+            ctx.drop_once_logged(
+                DropReason::Rejected,
+                drops.too_large,
+                "series larger than the stream's record limit",
+            );
+        }
+        if drops.unmapped > 0 {
+            self.stale = true;
+            ctx.drop_once_logged(
+                DropReason::Fatal,
+                drops.unmapped,
+                "series hash outside every open shard",
+            );
+        }
+        self.send(entries, ctx);
+    }
+
+    fn shard_ready(&self, shard: usize, now: Instant) -> bool {
+        self.throttle
+            .get(shard)
+            .and_then(|t| t.until)
+            .is_none_or(|u| u <= now)
+    }
+
+    fn back_off(&mut self, shard: usize) {
+        if let Some(t) = self.throttle.get_mut(shard) {
+            let exp = THROTTLE_BASE
+                .saturating_mul(1u32 << t.level.min(16))
+                .min(THROTTLE_CAP);
+            // Equal jitter: half fixed, half random.
+            let half = exp.as_millis() as u64 / 2;
+            let wait = Duration::from_millis(half + rand::thread_rng().gen_range(0..=half));
+            t.until = Some(Instant::now() + wait);
+            t.level = t.level.saturating_add(1);
+        }
+    }
+
+    /// Sends `queue` in calls until every entry is put or dropped.
+    fn send(&mut self, entries: Vec<Entry>, ctx: &Ctx<'_>) {
+        let mut queue = entries;
+        let mut taken = Vec::new();
+        while !queue.is_empty() {
+            if ctx.aborting() {
+                let pts = queue.iter().map(|e| e.points).sum();
+                ctx.drop_values(DropReason::Shutdown, pts);
+                return;
+            }
+            let now = Instant::now();
+            plan_call(&queue, |s| self.shard_ready(s, now), &mut taken);
+            if taken.is_empty() {
+                let next = self
+                    .throttle
+                    .iter()
+                    .filter_map(|t| t.until)
+                    .min()
+                    .unwrap_or(now);
+                std::thread::sleep(
+                    next.saturating_duration_since(now)
+                        .min(Duration::from_millis(10)),
+                );
+                continue;
+            }
+            // Take the call's entries out, keeping the rest in order.
+            let mut call = Vec::with_capacity(taken.len());
+            let mut rest = Vec::with_capacity(queue.len() - taken.len());
+            let mut t = taken.iter().peekable();
+            for (pos, e) in queue.into_iter().enumerate() {
+                if t.peek() == Some(&&pos) {
+                    t.next();
+                    call.push(e);
+                } else {
+                    rest.push(e);
+                }
+            }
+            let failed = self.put(call, ctx);
+            // Failed entries go back before the rest: per shard they precede what was left.
+            queue = failed;
+            queue.extend(rest);
+        }
+    }
+
+    /// One `PutRecords` call (with the driver's whole-call retries); returns the entries to
+    /// resend.
+    fn put(&mut self, call: Vec<Entry>, ctx: &Ctx<'_>) -> Vec<Entry> {
+        let mut reqs = Vec::with_capacity(call.len());
+        for e in &call {
+            let mut b = PutRecordsRequestEntry::builder()
+                .data(Blob::new(e.record.data.clone()))
+                .partition_key(&e.record.partition_key);
+            if let Some(k) = &e.record.explicit_hash_key {
+                b = b.explicit_hash_key(k);
+            }
+            match b.build() {
+                Ok(r) => reqs.push(r),
+                Err(err) => {
+                    tracing::error!(sink = ctx.name, error = %err, "invalid PutRecords entry");
+                    return Vec::new();
+                }
+            }
+        }
+        let bytes: u64 = call.iter().map(|e| e.record.size() as u64).sum();
+        let mut out = None;
+        let mut calls = 0u32;
+        let mut last: Option<&'static str> = None;
+        let stats = ctx.stats;
+        let ok = ctx.deliver(0, bytes, || {
+            calls += 1;
+            let started = Instant::now();
+            let res = self.rt.block_on(
+                self.client
+                    .put_records()
+                    .stream_name(&self.stream)
+                    .set_records(Some(reqs.clone()))
+                    .send(),
+            );
+            match res {
+                Ok(o) => {
+                    stats.request(RequestOutcome::Success, started.elapsed());
+                    out = Some(o);
+                    Ok(bytes)
+                }
+                Err(e) => {
+                    self.stale = true;
+                    let (err, kind) = classify(&e);
+                    stats.request(
+                        if kind == "rejected" {
+                            RequestOutcome::Rejected
+                        } else {
+                            RequestOutcome::Retryable
+                        },
+                        started.elapsed(),
+                    );
+                    last = Some(kind);
+                    Err(err)
+                }
+            }
+        });
+        let Some(out) = out.filter(|_| ok) else {
+            let reason = match last {
+                Some("rejected") => DropReason::Rejected,
+                Some("fatal") => DropReason::Fatal,
+                _ if calls > self.max_retries => DropReason::RetriesExhausted,
+                _ => DropReason::Shutdown,
+            };
+            ctx.drop_values(reason, call.iter().map(|e| e.points).sum());
+            return Vec::new();
+        };
+        SinkStats::add(&self.stats.put_calls, 1);
+        let mut failed = Vec::new();
+        let results = out.records();
+        for (i, mut e) in call.into_iter().enumerate() {
+            let r = results.get(i);
+            match r.and_then(|r| r.error_code()) {
+                None if r.is_some() => {
+                    SinkStats::add(&self.stats.records_put, 1);
+                    SinkStats::add(&self.stats.user_records_put, e.record.user_records as u64);
+                    SinkStats::add(&self.stats.bytes_put, e.record.size() as u64);
+                    if let Some(t) = self.throttle.get_mut(e.shard) {
+                        t.level = 0;
+                    }
+                    let expected = self.map.get(e.shard).map(|s| s.id.as_str());
+                    if r.and_then(|r| r.shard_id())
+                        .is_some_and(|id| Some(id) != expected)
+                    {
+                        // A reshard moved the range: reload before the next item.
+                        self.stale = true;
+                    }
+                    ctx.delivered(e.points);
+                }
+                code => {
+                    let throttled = code == Some("ProvisionedThroughputExceededException");
+                    if throttled {
+                        SinkStats::add(&self.stats.records_throttled, 1);
+                    } else {
+                        SinkStats::add(&self.stats.records_failed, 1);
+                    }
+                    self.back_off(e.shard);
+                    e.attempts += 1;
+                    if e.attempts > self.max_retries {
+                        tracing::warn!(
+                            sink = ctx.name,
+                            code = code.unwrap_or("missing result"),
+                            points = e.points,
+                            "record failed too often; dropping it"
+                        );
+                        ctx.drop_values(DropReason::RetriesExhausted, e.points);
+                    } else {
+                        SinkStats::add(&ctx.stats.retries, 1);
+                        failed.push(e);
+                    }
+                }
+            }
+        }
+        failed
+    }
+}
+
+/// Maps a whole-call error to the driver's retry classes (and a label for the drop reason).
+fn classify<E: ProvideErrorMetadata + std::fmt::Debug>(
+    e: &aws_sdk_kinesis::error::SdkError<E, aws_sdk_kinesis::config::http::HttpResponse>,
+) -> (SinkError, &'static str) {
+    let msg = format!("PutRecords: {}", sdk_err(e));
+    match e.as_service_error().and_then(|s| s.code()) {
+        Some("ValidationException" | "InvalidArgumentException") => {
+            let status = e.raw_response().map_or(400, |r| r.status().as_u16());
+            (
+                SinkError::Rejected {
+                    status,
+                    reason: msg,
+                },
+                "rejected",
+            )
+        }
+        Some(
+            "AccessDeniedException"
+            | "KMSAccessDeniedException"
+            | "KMSDisabledException"
+            | "KMSNotFoundException",
+        ) => (SinkError::Fatal(msg), "fatal"),
+        _ => (SinkError::Retryable(msg), "retryable"),
+    }
+}
