@@ -15,7 +15,7 @@
 
 use super::shards::ShardMap;
 use switchyard_stream::batch::SeriesRef;
-use switchyard_stream::kpl::{format_hash_key, Aggregator, KinesisRecord, KplError};
+use switchyard_stream::kpl::{format_hash_key, Aggregator, KinesisRecord};
 use switchyard_stream::{Compression, Encoding, StreamBatch, StreamEncoder, StreamError};
 
 /// Most records in one `PutRecords` call.
@@ -144,7 +144,7 @@ impl Packer {
                         pending_points = points;
                     }
                     Ok(None) => pending_points += points,
-                    Err(KplError::TooLarge { .. } | _) => drops.too_large += points,
+                    Err(_) => drops.too_large += points,
                 }
             }
             if let Some(rec) = agg.finish() {
