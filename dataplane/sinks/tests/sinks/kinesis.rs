@@ -235,12 +235,15 @@ enum Outcome {
     Internal,
 }
 
+/// Per PutRecords call: the entries' (Data, ExplicitHashKey).
+type Calls = Arc<Mutex<Vec<Vec<(String, String)>>>>;
+
 type Decide = dyn Fn(usize, usize) -> Outcome + Send + Sync;
 
 struct Fake {
     url: String,
     /// Per PutRecords call: the entries' (Data, ExplicitHashKey).
-    calls: Arc<Mutex<Vec<Vec<(String, String)>>>>,
+    calls: Calls,
 }
 
 const HALF: u128 = u128::MAX / 2;
@@ -250,7 +253,7 @@ const HALF: u128 = u128::MAX / 2;
 fn fake(decide: Box<Decide>, fail_first_calls: usize) -> Fake {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let calls: Arc<Mutex<Vec<Vec<(String, String)>>>> = Arc::default();
+    let calls: Calls = Arc::default();
     let decide: Arc<Decide> = Arc::from(decide);
     let state = (calls.clone(), Arc::new(Mutex::new(0usize)));
     std::thread::spawn(move || {
