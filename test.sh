@@ -2,8 +2,9 @@
 # Runs Switchyard's whole test suite on a fresh Debian machine.
 #
 # Installs what the tests need (Python clients into .venv, npm hot-shots, Node.js when
-# missing), then builds once and runs every test of the workspace: unit, property, golden
-# and end-to-end (the real binary on loopback sockets driven by real client libraries).
+# missing), starts the local protocol servers (kinesis-local, kinesalite, dynalite), then
+# builds once and runs every test of the workspace: unit, property, golden and end-to-end
+# (the real binary on loopback sockets driven by real client libraries and servers).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -12,6 +13,7 @@ command -v python3 >/dev/null || need_apt+=(python3)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 command -v node >/dev/null || need_apt+=(nodejs)
 command -v npm >/dev/null || need_apt+=(npm)
+command -v curl >/dev/null || need_apt+=(curl)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "test.sh: installing ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
@@ -26,9 +28,16 @@ fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -r "$clients/requirements.txt"
 (cd "$clients" && npm ci --no-audit --no-fund --loglevel=error)
 
+# The protocol servers the stream tests use, on loopback: installed once into .ci/cache/,
+# started in the background unless already answering (see .ci/servers/).
+for server in kinesis-local kinesalite dynalite; do
+  .ci/servers/$server.sh >/dev/null
+done
+
 export SWITCHYARD_TEST_PYTHON="$PWD/.venv/bin/python"
+features=(--features switchyard-lease/dynamodb)
 if command -v cargo-nextest >/dev/null 2>&1; then
-  cargo nextest run --workspace --no-fail-fast "$@"
+  cargo nextest run --workspace "${features[@]}" --no-fail-fast "$@"
 else
-  cargo test --workspace --no-fail-fast "$@"
+  cargo test --workspace "${features[@]}" --no-fail-fast "$@"
 fi

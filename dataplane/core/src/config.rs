@@ -10,8 +10,8 @@ mod locate;
 mod streams;
 
 pub use streams::{
-    BatchEncoding, KafkaSettings, KinesisSettings, LeaseStoreKind, LocalLogSettings, StreamSettings,
-    WorkerConfig,
+    BatchEncoding, KafkaSettings, KinesisSettings, LeaseStoreKind, LocalLogSettings,
+    StreamSettings, WorkerConfig,
 };
 
 use crate::aggregate::GaugeDialect;

@@ -1,9 +1,8 @@
 //! The DynamoDB store against a local DynamoDB-compatible server (dynalite).
 //!
-//! Start it first (CI does):
-//! `npm install dynalite@3 && node node_modules/dynalite/cli.js --port 4571 --createTableMs 0`
-//! The endpoint is `SWITCHYARD_DYNAMODB_ENDPOINT` (default `http://127.0.0.1:4571`). The
-//! tests skip, saying so, only when nothing listens there.
+//! Start it first (`./test.sh` does): `.ci/servers/dynalite.sh`. The endpoint is
+//! `SWITCHYARD_DYNAMODB_ENDPOINT` (default `http://127.0.0.1:4571`). Without a server the
+//! tests fail, saying how to start one.
 #![cfg(feature = "dynamodb")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -20,16 +19,15 @@ fn endpoint() -> String {
         .unwrap_or_else(|_| "http://127.0.0.1:4571".to_owned())
 }
 
-/// A store on a fresh table, or `None` (with a message) when no server listens.
+/// A store on a fresh table; fails when no server listens.
 async fn store(test: &str) -> Option<DynamoDbStore> {
     let url = endpoint();
     let addr = url.trim_start_matches("http://").to_owned();
     if tokio::net::TcpStream::connect(&addr).await.is_err() {
-        eprintln!(
-            "SKIPPED {test}: no DynamoDB-compatible server at {url} \
-             (start: node node_modules/dynalite/cli.js --port 4571 --createTableMs 0)"
+        panic!(
+            "{test}: no DynamoDB-compatible server at {url}: start one with .ci/servers/dynalite.sh \
+             (./test.sh does)"
         );
-        return None;
     }
     let conf = aws_sdk_dynamodb::Config::builder()
         .behavior_version(BehaviorVersion::latest())
