@@ -4,7 +4,9 @@
 //! `queue_full` (the queue had no room), `route_dropped` (a `drop` route discarded values
 //! earlier routes sent to the sink), `sampled_out` (outside a route's `sample`). Payload
 //! body bytes: `switchyard_sink_enqueued_payload_bytes_total` and
-//! `switchyard_sink_payload_bytes_total{stage=received|delivered|dropped,reason}`.
+//! `switchyard_sink_payload_bytes_total{stage=received|delivered|dropped,reason}`. Stream
+//! sinks: `switchyard_sink_stream_{calls,user_records,bytes,shard_refreshes}_total` and
+//! `switchyard_sink_stream_records_total{outcome=put|throttled|failed}`.
 //! `switchyard_sink_distinct_series{sink,window="1h"}` (gauge): the distinct series the
 //! shards sent the sink over the last hour, the figure vendors bill by (HyperLogLog
 //! estimate merged over shards, `switchyard_core::distinct`).
@@ -200,6 +202,53 @@ pub(super) fn render(o: &mut Out, total: &ShardCounters, distinct: &[u64], sinks
                 labels.push(("reason", reason));
             }
             o.value("switchyard_sink_payload_bytes_total", &labels, v as f64);
+        }
+    }
+    let stream: [(&str, &str, PerSink); 4] = [
+        (
+            "switchyard_sink_stream_calls_total",
+            "Stream write calls answered (Kinesis PutRecords).",
+            |p| SinkStats::get(&p.stats.stream.calls) as f64,
+        ),
+        (
+            "switchyard_sink_stream_user_records_total",
+            "User records (batch envelopes) inside the stream records put.",
+            |p| SinkStats::get(&p.stats.stream.user_records_put) as f64,
+        ),
+        (
+            "switchyard_sink_stream_bytes_total",
+            "Bytes of the stream records put (data and partition key).",
+            |p| SinkStats::get(&p.stats.stream.bytes_put) as f64,
+        ),
+        (
+            "switchyard_sink_stream_shard_refreshes_total",
+            "Reloads of a stream's shard map after the first.",
+            |p| SinkStats::get(&p.stats.stream.shard_refreshes) as f64,
+        ),
+    ];
+    for (name, help, value) in stream {
+        o.family(name, "counter", help);
+        for p in sinks {
+            o.value(name, &[("sink", &p.name)], value(p));
+        }
+    }
+    o.family(
+        "switchyard_sink_stream_records_total",
+        "counter",
+        "Stream records by outcome: put, throttled (over the shard's throughput), failed.",
+    );
+    for p in sinks {
+        let st = &p.stats.stream;
+        for (outcome, c) in [
+            ("put", &st.records_put),
+            ("throttled", &st.records_throttled),
+            ("failed", &st.records_failed),
+        ] {
+            o.value(
+                "switchyard_sink_stream_records_total",
+                &[("sink", &p.name), ("outcome", outcome)],
+                SinkStats::get(c) as f64,
+            );
         }
     }
     o.family(

@@ -134,6 +134,25 @@ impl LatencyHistogram {
     }
 }
 
+/// Counters of stream sinks (Kinesis; zero for the others).
+#[derive(Debug, Default)]
+pub struct StreamStats {
+    /// Write calls answered (`PutRecords`).
+    pub calls: AtomicU64,
+    /// Records put.
+    pub records_put: AtomicU64,
+    /// Records refused because the shard was over its throughput.
+    pub records_throttled: AtomicU64,
+    /// Records refused for another reason.
+    pub records_failed: AtomicU64,
+    /// User records (envelopes) inside the records put.
+    pub user_records_put: AtomicU64,
+    /// Bytes of the records put.
+    pub bytes_put: AtomicU64,
+    /// Shard map reloads.
+    pub shard_refreshes: AtomicU64,
+}
+
 /// Counters of one sink (shared by its workers).
 #[derive(Debug, Default)]
 pub struct SinkStats {
@@ -172,6 +191,8 @@ pub struct SinkStats {
     /// Failed HTTP request attempts since the last successful one (reset to 0 by a
     /// success): the control plane's sink health (`GET /readyz`).
     pub consecutive_failures: AtomicU64,
+    /// Stream sink counters.
+    pub stream: StreamStats,
     /// One-time log guards (by [`DropReason`] slot).
     pub(crate) logged: [AtomicBool; DropReason::ALL.len()],
 }

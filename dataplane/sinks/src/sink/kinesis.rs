@@ -16,13 +16,14 @@
 //!   Whole-call errors go through the driver's retry policy ([`Ctx::deliver`]). Every value
 //!   ends delivered or dropped by reason.
 //!
-//! Metrics (sink-local, [`KinesisStats`]; label `sink`):
-//! - `switchyard_kinesis_put_calls_total`: `PutRecords` calls answered;
-//! - `switchyard_kinesis_records_total{outcome=put|throttled|failed}`: aggregated records
-//!   per entry outcome; `switchyard_kinesis_user_records_total`: user records (envelopes)
-//!   put;
-//! - `switchyard_kinesis_bytes_total`: record bytes (data + partition key) put;
-//! - `switchyard_kinesis_shard_refreshes_total`: shard map reloads.
+//! Metrics (the sink's [`StreamStats`](crate::stats::StreamStats), rendered by the control
+//! plane with label `sink`):
+//! - `switchyard_sink_stream_calls_total`: `PutRecords` calls answered;
+//! - `switchyard_sink_stream_records_total{outcome=put|throttled|failed}`: aggregated
+//!   records per entry outcome; `switchyard_sink_stream_user_records_total`: user records
+//!   (envelopes) put;
+//! - `switchyard_sink_stream_bytes_total`: record bytes (data + partition key) put;
+//! - `switchyard_sink_stream_shard_refreshes_total`: shard map reloads after the first.
 //!
 //! Besides these, the shared sink metrics apply: `switchyard_sink_requests_total` and the
 //! latency histogram per call, `switchyard_sink_bytes_total` (bytes sent per call, resends
@@ -40,8 +41,6 @@ use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use pack::{plan_call, Entry, Packer};
 use rand::Rng;
 use shards::ShardMap;
-use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchyard_core::config::{BatchEncoding, Compression as CfgCompression, KinesisSettings};
 use switchyard_core::egress::Egress;
@@ -55,25 +54,6 @@ pub const SHARD_REFRESH: Duration = Duration::from_secs(60);
 pub const THROTTLE_BASE: Duration = Duration::from_millis(100);
 /// Largest per-shard backoff.
 pub const THROTTLE_CAP: Duration = Duration::from_secs(5);
-
-/// Sink-local counters (see the module docs for their metric names).
-#[derive(Debug, Default)]
-pub struct KinesisStats {
-    /// `PutRecords` calls answered.
-    pub put_calls: AtomicU64,
-    /// Aggregated records put.
-    pub records_put: AtomicU64,
-    /// Entries refused with `ProvisionedThroughputExceededException`.
-    pub records_throttled: AtomicU64,
-    /// Entries refused with another error code.
-    pub records_failed: AtomicU64,
-    /// User records (envelopes) inside the records put.
-    pub user_records_put: AtomicU64,
-    /// Bytes (data + partition key) of the records put.
-    pub bytes_put: AtomicU64,
-    /// Shard map reloads.
-    pub shard_refreshes: AtomicU64,
-}
 
 /// Per-shard throttling state.
 #[derive(Debug, Clone, Copy, Default)]
@@ -95,7 +75,6 @@ pub struct KinesisSink {
     scratch: super::ParseScratch,
     max_retries: u32,
     throttle: Vec<Throttle>,
-    stats: Arc<KinesisStats>,
 }
 
 impl std::fmt::Debug for KinesisSink {
@@ -196,15 +175,9 @@ impl KinesisSink {
             scratch: super::ParseScratch::default(),
             max_retries: ss.max_retries,
             throttle: Vec::new(),
-            stats: Arc::default(),
         };
         sink.refresh_shards().map_err(SinkError::Fatal)?;
         Ok(sink)
-    }
-
-    /// The sink-local counters.
-    pub fn stats(&self) -> Arc<KinesisStats> {
-        Arc::clone(&self.stats)
     }
 
     /// The per-record limit in use (bytes).
@@ -257,7 +230,6 @@ impl KinesisSink {
         if map.is_empty() {
             return Err(format!("stream {} has no open shard", self.stream));
         }
-        SinkStats::add(&self.stats.shard_refreshes, 1);
         self.map = map;
         self.throttle = vec![Throttle::default(); self.map.len()];
         self.refreshed = Some(Instant::now());
@@ -290,8 +262,11 @@ impl KinesisSink {
             ctx.drop_values(DropReason::Translation, total - held);
         }
         if self.stale || self.refreshed.is_none_or(|t| t.elapsed() >= SHARD_REFRESH) {
-            if let Err(e) = self.refresh_shards() {
-                tracing::warn!(sink = ctx.name, error = %e, "shard map refresh failed; keeping the previous map");
+            match self.refresh_shards() {
+                Ok(()) => SinkStats::add(&ctx.stats.stream.shard_refreshes, 1),
+                Err(e) => {
+                    tracing::warn!(sink = ctx.name, error = %e, "shard map refresh failed; keeping the previous map");
+                }
             }
         }
         let mut entries = Vec::new();
@@ -444,16 +419,16 @@ impl KinesisSink {
             ctx.drop_values(reason, call.iter().map(|e| e.points).sum());
             return Vec::new();
         };
-        SinkStats::add(&self.stats.put_calls, 1);
+        SinkStats::add(&ctx.stats.stream.calls, 1);
         let mut failed = Vec::new();
         let results = out.records();
         for (i, mut e) in call.into_iter().enumerate() {
             let r = results.get(i);
             match r.and_then(|r| r.error_code()) {
                 None if r.is_some() => {
-                    SinkStats::add(&self.stats.records_put, 1);
-                    SinkStats::add(&self.stats.user_records_put, e.record.user_records as u64);
-                    SinkStats::add(&self.stats.bytes_put, e.record.size() as u64);
+                    SinkStats::add(&ctx.stats.stream.records_put, 1);
+                    SinkStats::add(&ctx.stats.stream.user_records_put, e.record.user_records as u64);
+                    SinkStats::add(&ctx.stats.stream.bytes_put, e.record.size() as u64);
                     if let Some(t) = self.throttle.get_mut(e.shard) {
                         t.level = 0;
                     }
@@ -469,9 +444,9 @@ impl KinesisSink {
                 code => {
                     let throttled = code == Some("ProvisionedThroughputExceededException");
                     if throttled {
-                        SinkStats::add(&self.stats.records_throttled, 1);
+                        SinkStats::add(&ctx.stats.stream.records_throttled, 1);
                     } else {
-                        SinkStats::add(&self.stats.records_failed, 1);
+                        SinkStats::add(&ctx.stats.stream.records_failed, 1);
                     }
                     self.back_off(e.shard);
                     e.attempts += 1;
