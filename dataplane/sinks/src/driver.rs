@@ -60,6 +60,10 @@ impl RetryPolicy {
                 max_retries: s.http.max_retries,
                 ..Self::default()
             },
+            SinkKind::Kafka(s) => Self {
+                max_retries: s.stream_settings.max_retries,
+                ..Self::default()
+            },
             _ => Self::default(),
         }
     }
@@ -536,6 +540,11 @@ impl Tally {
 }
 
 impl Ctx<'_> {
+    /// Whether the runtime is shutting down past its deadline (nothing more is attempted).
+    pub fn aborted(&self) -> bool {
+        self.abort.load(Ordering::Relaxed)
+    }
+
     /// Counts `n` values as dropped for `reason`.
     pub fn drop_values(&self, reason: DropReason, n: u64) {
         self.stats.drop_values(reason, n);

@@ -8,6 +8,8 @@
 pub mod blackhole;
 pub mod datadog;
 pub mod file;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub mod signalfx;
 pub mod stdout;
 
@@ -112,6 +114,9 @@ pub enum AnySink {
     Datadog(Box<datadog::DatadogSink>),
     /// SignalFx `/v2/datapoint`.
     Signalfx(Box<signalfx::SignalfxSink>),
+    /// Stream records on a Kafka topic (cargo feature `kafka`).
+    #[cfg(feature = "kafka")]
+    Kafka(Box<kafka::KafkaSink>),
 }
 
 impl AnySink {
@@ -126,7 +131,15 @@ impl AnySink {
             SinkKind::Blackhole => AnySink::Blackhole(blackhole::BlackholeSink),
             SinkKind::Datadog(s) => AnySink::Datadog(Box::new(datadog::DatadogSink::new(&s)?)),
             SinkKind::Signalfx(s) => AnySink::Signalfx(Box::new(signalfx::SignalfxSink::new(&s)?)),
-            SinkKind::Kinesis(_) | SinkKind::Kafka(_) | SinkKind::LocalLog(_) => {
+            #[cfg(feature = "kafka")]
+            SinkKind::Kafka(s) => AnySink::Kafka(Box::new(kafka::KafkaSink::new(&s)?)),
+            #[cfg(not(feature = "kafka"))]
+            SinkKind::Kafka(_) => {
+                return Err(SinkError::Fatal(
+                    "built without the kafka feature: rebuild with --features kafka".into(),
+                ))
+            }
+            SinkKind::Kinesis(_) | SinkKind::LocalLog(_) => {
                 return Err(SinkError::Fatal(
                     "stream sinks (kinesis, kafka, local_log) are not available in this build yet"
                         .into(),
@@ -148,6 +161,10 @@ impl AnySink {
             AnySink::Blackhole(_) => SinkLimits {
                 max_series: usize::MAX,
             },
+            #[cfg(feature = "kafka")]
+            AnySink::Kafka(_) => SinkLimits {
+                max_series: kafka::MAX_SERIES_PER_RECORD,
+            },
         }
     }
 
@@ -161,6 +178,8 @@ impl AnySink {
             }
             AnySink::Datadog(s) => s.handle(item, ctx),
             AnySink::Signalfx(s) => s.handle(item, ctx),
+            #[cfg(feature = "kafka")]
+            AnySink::Kafka(s) => s.handle(item, ctx),
             AnySink::File(_) | AnySink::Stdout(_) => match item {
                 Egress::Series(b) => {
                     for c in chunks(b, limit) {
@@ -228,6 +247,9 @@ impl AnySink {
             AnySink::File(s) => s.flush(),
             AnySink::Stdout(s) => s.flush(),
             AnySink::Datadog(_) | AnySink::Signalfx(_) | AnySink::Blackhole(_) => Ok(()),
+            // Every record was awaited in `handle`.
+            #[cfg(feature = "kafka")]
+            AnySink::Kafka(_) => Ok(()),
         }
     }
 }
