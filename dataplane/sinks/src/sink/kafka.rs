@@ -334,3 +334,27 @@ fn renew_if_fatal(producer: &mut Producer, ctx: &Ctx<'_>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_keys_separate_their_parts_and_map_to_stable_partitions() {
+        let mut a = String::new();
+        let mut b = String::new();
+        series_key(&mut a, "m", Some("h"), None, ["x:1", "y:2"].into_iter());
+        series_key(&mut b, "m", None, Some("h"), ["x:1", "y:2"].into_iter());
+        assert_ne!(a, b, "host and device are told apart");
+        assert_eq!(a, "m\0h\0\0x:1\0y:2");
+        // MD5 of the key, so the partition never depends on the process or the build.
+        assert_eq!(partition_of(&a, 1), 0);
+        let p = partition_of(&a, 7);
+        assert_eq!(p, (kpl::hash_key(&a) % 7) as usize);
+        assert_eq!(partition_of(&a, 7), p);
+        let spread: std::collections::BTreeSet<usize> = (0..100)
+            .map(|i| partition_of(&format!("m{i}\0h\0"), 4))
+            .collect();
+        assert_eq!(spread.len(), 4, "100 series cover 4 partitions");
+    }
+}
