@@ -289,6 +289,52 @@ mod with_feature {
             assert_eq!(distinct, expect, "{name}: every point, in order");
         }
     }
+
+    #[test]
+    fn mock_cluster_a_record_the_broker_refuses_for_good_is_dropped_as_fatal() {
+        use switchyard_kafka::rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+        let cluster = MockCluster::new(1).unwrap();
+        cluster.create_topic("t", 1, 1).unwrap();
+        let brokers = cluster.bootstrap_servers();
+        // The first produce request is refused as too large: never retried.
+        cluster.request_errors(
+            RDKafkaApiKey::Produce,
+            &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE],
+        );
+        let cfg = config(&kafka_sink(&brokers, "t", "max_retries = 3"), &["k"]);
+        let rt = spawn(&cfg);
+        let stats = rt.handles()[0].stats.clone();
+        let mut items = rounds(2, 10).into_iter();
+        let (i, first) = items.next().unwrap();
+        rt.handles()[i].tx.send(first).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while stats.dropped(DropReason::Fatal) == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the refused record was not accounted"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for (i, item) in items {
+            rt.handles()[i].tx.send(item).unwrap();
+        }
+        assert!(rt.shutdown(Duration::from_secs(30)), "drained in time");
+        assert_eq!(SinkStats::get(&stats.values_received), 20);
+        assert_eq!(stats.dropped(DropReason::Fatal), 10, "the refused round");
+        assert_eq!(
+            SinkStats::get(&stats.values_delivered),
+            10,
+            "the next round"
+        );
+        assert_eq!(dropped_total(&stats), 10);
+
+        let c = consumer(&brokers, "g", "t");
+        let seen = read_points(&c, 10);
+        assert!(
+            seen.values.values().all(|v| v == &[1.0]),
+            "only round 1 is on the topic"
+        );
+    }
 }
 
 #[cfg(not(feature = "kafka"))]
