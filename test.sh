@@ -2,7 +2,7 @@
 # Runs Switchyard's whole test suite on a fresh Debian machine.
 #
 # Installs what the tests need (Python clients into .venv, npm hot-shots, Node.js when
-# missing), starts the local protocol servers (kinesis-local, kinesalite, dynalite), then
+# missing), starts the local protocol servers (kinesis-local, kinesalite, dynalite, tansu), then
 # builds once and runs every test of the workspace: unit, property, golden and end-to-end
 # (the real binary on loopback sockets driven by real client libraries and servers).
 set -euo pipefail
@@ -30,12 +30,12 @@ fi
 
 # The protocol servers the stream tests use, on loopback: installed once into .ci/cache/,
 # started in the background unless already answering (see .ci/servers/).
-for server in kinesis-local kinesalite dynalite; do
+for server in kinesis-local kinesalite dynalite tansu; do
   .ci/servers/$server.sh >/dev/null
 done
 
 export SWITCHYARD_TEST_PYTHON="$PWD/.venv/bin/python"
-features=(--features switchyard-lease/dynamodb)
+features=(--features switchyard-lease/dynamodb,switchyard-sinks/kafka)
 if command -v cargo-nextest >/dev/null 2>&1; then
   cargo nextest run --workspace "${features[@]}" --no-fail-fast "$@"
 else

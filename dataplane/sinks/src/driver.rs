@@ -64,6 +64,10 @@ impl RetryPolicy {
                 max_retries: s.stream_settings.max_retries,
                 ..Self::default()
             },
+            SinkKind::Kafka(s) => Self {
+                max_retries: s.stream_settings.max_retries,
+                ..Self::default()
+            },
             _ => Self::default(),
         }
     }

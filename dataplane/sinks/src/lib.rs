@@ -17,8 +17,9 @@
 //!
 //! Sinks: `file` and `stdout` (NDJSON v1 series), `blackhole`, `datadog` (series as
 //! `/api/v1/series`, payloads passed through), `signalfx` (translated to `/v2/datapoint`,
-//! JSON or protobuf). HTTP sinks speak HTTPS with rustls: Mozilla's roots plus `ca_file`.
-//! Components are a closed enum ([`AnySink`]) dispatched by `match`.
+//! JSON or protobuf), and, with the cargo feature `kafka`, `kafka` (stream records on a Kafka
+//! topic, see the `sink::kafka` module). HTTP sinks speak HTTPS with rustls: Mozilla's roots
+//! plus `ca_file`. Components are a closed enum ([`AnySink`]) dispatched by `match`.
 //!
 //! ## Adding a sink
 //! 1. Add a module under `sink/` with a config-built struct and a

@@ -8,6 +8,8 @@
 pub mod blackhole;
 pub mod datadog;
 pub mod file;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub mod kinesis;
 pub mod signalfx;
 pub mod stdout;
@@ -115,6 +117,9 @@ pub enum AnySink {
     Signalfx(Box<signalfx::SignalfxSink>),
     /// Kinesis Data Streams (KPL-aggregated stream batches).
     Kinesis(Box<kinesis::KinesisSink>),
+    /// Stream records on a Kafka topic (cargo feature `kafka`).
+    #[cfg(feature = "kafka")]
+    Kafka(Box<kafka::KafkaSink>),
 }
 
 impl AnySink {
@@ -130,9 +135,17 @@ impl AnySink {
             SinkKind::Datadog(s) => AnySink::Datadog(Box::new(datadog::DatadogSink::new(&s)?)),
             SinkKind::Signalfx(s) => AnySink::Signalfx(Box::new(signalfx::SignalfxSink::new(&s)?)),
             SinkKind::Kinesis(s) => AnySink::Kinesis(Box::new(kinesis::KinesisSink::new(&s)?)),
-            SinkKind::Kafka(_) | SinkKind::LocalLog(_) => {
+            #[cfg(feature = "kafka")]
+            SinkKind::Kafka(s) => AnySink::Kafka(Box::new(kafka::KafkaSink::new(&s)?)),
+            #[cfg(not(feature = "kafka"))]
+            SinkKind::Kafka(_) => {
                 return Err(SinkError::Fatal(
-                    "stream sinks kafka and local_log are not available in this build yet".into(),
+                    "built without the kafka feature: rebuild with --features kafka".into(),
+                ))
+            }
+            SinkKind::LocalLog(_) => {
+                return Err(SinkError::Fatal(
+                    "the local_log sink is not available in this build yet".into(),
                 ))
             }
         })
@@ -151,6 +164,10 @@ impl AnySink {
             AnySink::Blackhole(_) | AnySink::Kinesis(_) => SinkLimits {
                 max_series: usize::MAX,
             },
+            #[cfg(feature = "kafka")]
+            AnySink::Kafka(_) => SinkLimits {
+                max_series: kafka::MAX_SERIES_PER_RECORD,
+            },
         }
     }
 
@@ -165,6 +182,8 @@ impl AnySink {
             AnySink::Datadog(s) => s.handle(item, ctx),
             AnySink::Signalfx(s) => s.handle(item, ctx),
             AnySink::Kinesis(s) => s.handle(item, ctx),
+            #[cfg(feature = "kafka")]
+            AnySink::Kafka(s) => s.handle(item, ctx),
             AnySink::File(_) | AnySink::Stdout(_) => match item {
                 Egress::Series(b) => {
                     for c in chunks(b, limit) {
@@ -235,6 +254,9 @@ impl AnySink {
             | AnySink::Signalfx(_)
             | AnySink::Blackhole(_)
             | AnySink::Kinesis(_) => Ok(()),
+            // Every record was awaited in `handle`.
+            #[cfg(feature = "kafka")]
+            AnySink::Kafka(_) => Ok(()),
         }
     }
 }

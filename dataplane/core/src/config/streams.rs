@@ -291,12 +291,14 @@ pub(super) fn validate_worker(
     for (j, t) in w.to.iter().enumerate() {
         match sinks.get(t) {
             None => return Err((format!(".to[{j}]"), format!("unknown sink `{t}`"))),
-            Some(s) if s.sink_type.is_stream() => return Err((
-                format!(".to[{j}]"),
-                format!(
+            Some(s) if s.sink_type.is_stream() => {
+                return Err((
+                    format!(".to[{j}]"),
+                    format!(
                     "`{t}` is a stream sink: a worker delivers to vendor, file or blackhole sinks"
                 ),
-            )),
+                ))
+            }
             Some(_) => {}
         }
     }

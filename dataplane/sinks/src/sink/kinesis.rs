@@ -427,7 +427,10 @@ impl KinesisSink {
             match r.and_then(|r| r.error_code()) {
                 None if r.is_some() => {
                     SinkStats::add(&ctx.stats.stream.records_put, 1);
-                    SinkStats::add(&ctx.stats.stream.user_records_put, e.record.user_records as u64);
+                    SinkStats::add(
+                        &ctx.stats.stream.user_records_put,
+                        e.record.user_records as u64,
+                    );
                     SinkStats::add(&ctx.stats.stream.bytes_put, e.record.size() as u64);
                     if let Some(t) = self.throttle.get_mut(e.shard) {
                         t.level = 0;

@@ -6,6 +6,7 @@
 
 mod datadog;
 mod isolation;
+mod kafka;
 mod kinesis;
 mod server;
 mod signalfx;
