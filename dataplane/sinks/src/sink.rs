@@ -8,6 +8,7 @@
 pub mod blackhole;
 pub mod datadog;
 pub mod file;
+pub mod local_log;
 pub mod signalfx;
 pub mod stdout;
 
@@ -112,6 +113,8 @@ pub enum AnySink {
     Datadog(Box<datadog::DatadogSink>),
     /// SignalFx `/v2/datapoint`.
     Signalfx(Box<signalfx::SignalfxSink>),
+    /// The local segment log (stream records).
+    LocalLog(Box<local_log::LocalLogSink>),
 }
 
 impl AnySink {
@@ -126,10 +129,10 @@ impl AnySink {
             SinkKind::Blackhole => AnySink::Blackhole(blackhole::BlackholeSink),
             SinkKind::Datadog(s) => AnySink::Datadog(Box::new(datadog::DatadogSink::new(&s)?)),
             SinkKind::Signalfx(s) => AnySink::Signalfx(Box::new(signalfx::SignalfxSink::new(&s)?)),
-            SinkKind::Kinesis(_) | SinkKind::Kafka(_) | SinkKind::LocalLog(_) => {
+            SinkKind::LocalLog(s) => AnySink::LocalLog(Box::new(local_log::LocalLogSink::new(&s)?)),
+            SinkKind::Kinesis(_) | SinkKind::Kafka(_) => {
                 return Err(SinkError::Fatal(
-                    "stream sinks (kinesis, kafka, local_log) are not available in this build yet"
-                        .into(),
+                    "stream sinks (kinesis, kafka) are not available in this build yet".into(),
                 ))
             }
         })
@@ -148,6 +151,9 @@ impl AnySink {
             AnySink::Blackhole(_) => SinkLimits {
                 max_series: usize::MAX,
             },
+            AnySink::LocalLog(_) => SinkLimits {
+                max_series: local_log::MAX_SERIES_PER_RECORD,
+            },
         }
     }
 
@@ -161,6 +167,7 @@ impl AnySink {
             }
             AnySink::Datadog(s) => s.handle(item, ctx),
             AnySink::Signalfx(s) => s.handle(item, ctx),
+            AnySink::LocalLog(s) => s.handle(item, ctx),
             AnySink::File(_) | AnySink::Stdout(_) => match item {
                 Egress::Series(b) => {
                     for c in chunks(b, limit) {
@@ -227,7 +234,10 @@ impl AnySink {
         match self {
             AnySink::File(s) => s.flush(),
             AnySink::Stdout(s) => s.flush(),
-            AnySink::Datadog(_) | AnySink::Signalfx(_) | AnySink::Blackhole(_) => Ok(()),
+            AnySink::Datadog(_)
+            | AnySink::Signalfx(_)
+            | AnySink::Blackhole(_)
+            | AnySink::LocalLog(_) => Ok(()),
         }
     }
 }
