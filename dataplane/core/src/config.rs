@@ -997,7 +997,13 @@ mod tests {
     fn embedded_default_parses_and_validates() {
         let c = Config::embedded_default().unwrap();
         assert_eq!(c.statsd.flush_interval, Duration::from_secs(10));
-        assert_eq!(c.routed_sinks(), vec!["local"]);
+        // The whole pipeline on one machine: everything into the local log, a worker from
+        // there to the NDJSON file.
+        assert_eq!(c.routed_sinks(), vec!["stream"]);
+        assert!(matches!(c.sinks["stream"].kind(), SinkKind::LocalLog(_)));
+        assert_eq!(c.workers.len(), 1);
+        assert_eq!(c.workers[0].from, "stream");
+        assert_eq!(c.workers[0].to, ["local"]);
         assert_eq!(
             c.listeners()[0].address,
             ListenAddress::Udp("127.0.0.1:8125".parse().unwrap())
