@@ -157,3 +157,45 @@ fn after_kill_9_every_durable_point_arrives_and_the_worker_resumes() {
     assert_eq!(s["points"], 230, "nothing delivered twice: {s:#}");
     let _ = std::fs::remove_dir_all(&log);
 }
+
+#[test]
+fn a_workers_only_host_delivers_what_another_process_logged() {
+    let log = log_dir("workers-only");
+    let stream = format!(
+        "[sinks.stream]\ntype = \"local_log\"\ndir = \"{}\"\n",
+        log.display()
+    );
+    // A writer: everything into the log, no worker.
+    let writer = Instance::start(Options {
+        extra_sinks: stream.clone(),
+        route_to: vec!["stream".into()],
+        ..Options::default()
+    });
+    post_series(&writer, "w", 10);
+    writer.wait_metric(
+        "switchyard_sink_delivered_values_total{sink=\"stream\"}",
+        20.0,
+    );
+    assert!(
+        writer.stop().is_empty(),
+        "nothing goes to the file sink directly"
+    );
+    // A worker host: no routes at all, one worker from the log to the NDJSON file sink.
+    let reader = Instance::start(Options {
+        extra_sinks: format!("{stream}\n[[workers]]\nfrom = \"stream\"\nto = [\"out\"]\n"),
+        routes: Some(String::new()),
+        ..Options::default()
+    });
+    reader.wait_metric(
+        "switchyard_worker_batches_delivered_total{worker=\"stream.0\"}",
+        1.0,
+    );
+    let all = reader.stop();
+    assert_eq!(all.len(), 10, "{all:?}");
+    let w3 = harness::series(&all, "w.3", &["src:http"]);
+    assert_eq!(
+        w3["points"],
+        serde_json::json!([[1.7e9, 3.0], [1700000010.0, 1.0]])
+    );
+    let _ = std::fs::remove_dir_all(&log);
+}
