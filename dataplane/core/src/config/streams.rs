@@ -154,10 +154,7 @@ pub(super) fn default_retention_age() -> Duration {
 impl SinkType {
     /// Whether the sink writes to a stream.
     pub fn is_stream(self) -> bool {
-        matches!(
-            self,
-            SinkType::Kinesis | SinkType::Kafka | SinkType::LocalLog
-        )
+        matches!(self, SinkType::Kinesis | SinkType::Kafka | SinkType::LocalLog)
     }
 }
 
@@ -181,40 +178,22 @@ pub(super) fn validate_stream_sink(s: &SinkConfig) -> Result<(), (String, String
         } else {
             Err((
                 format!(".{k}"),
-                format!(
-                    "a {} sink needs `{k}` (such as {example})",
-                    type_name(s.sink_type)
-                ),
+                format!("a {} sink needs `{k}` (such as {example})", type_name(s.sink_type)),
             ))
         }
     };
     match s.sink_type {
         SinkType::Kinesis => {
-            need(
-                "stream",
-                s.stream.as_deref().is_some_and(|v| !v.is_empty()),
-                "\"metrics\"",
-            )?;
+            need("stream", s.stream.as_deref().is_some_and(|v| !v.is_empty()), "\"metrics\"")?;
             if let Some(u) = s.endpoint.as_deref() {
                 if !(u.starts_with("http://") || u.starts_with("https://")) {
-                    return Err((
-                        ".endpoint".into(),
-                        format!("`{u}` is not an http:// or https:// URL"),
-                    ));
+                    return Err((".endpoint".into(), format!("`{u}` is not an http:// or https:// URL")));
                 }
             }
         }
         SinkType::Kafka => {
-            need(
-                "brokers",
-                s.brokers.as_deref().is_some_and(|v| !v.is_empty()),
-                "\"127.0.0.1:9092\"",
-            )?;
-            need(
-                "topic",
-                s.topic.as_deref().is_some_and(|v| !v.is_empty()),
-                "\"metrics\"",
-            )?;
+            need("brokers", s.brokers.as_deref().is_some_and(|v| !v.is_empty()), "\"127.0.0.1:9092\"")?;
+            need("topic", s.topic.as_deref().is_some_and(|v| !v.is_empty()), "\"metrics\"")?;
         }
         SinkType::LocalLog => {
             need("dir", s.dir.is_some(), "\"/var/lib/switchyard/log\"")?;
@@ -264,39 +243,29 @@ pub(super) fn validate_worker(
         None => {
             return Err((
                 ".from".into(),
-                format!(
-                    "unknown sink `{}` (a worker reads a kinesis, kafka or local_log sink)",
-                    w.from
-                ),
+                format!("unknown sink `{}` (a worker reads a kinesis, kafka or local_log sink)", w.from),
             ))
         }
         Some(s) if !s.sink_type.is_stream() => {
             return Err((
                 ".from".into(),
-                format!(
-                    "sink `{}` is a {} sink, not a stream (kinesis, kafka or local_log)",
-                    w.from,
-                    type_name(s.sink_type)
-                ),
+                format!("sink `{}` is a {} sink, not a stream (kinesis, kafka or local_log)", w.from, type_name(s.sink_type)),
             ))
         }
         Some(_) => {}
     }
     if w.to.is_empty() {
-        return Err((
-            ".to".into(),
-            "a worker delivers to at least one sink".into(),
-        ));
+        return Err((".to".into(), "a worker delivers to at least one sink".into()));
     }
     for (j, t) in w.to.iter().enumerate() {
         match sinks.get(t) {
             None => return Err((format!(".to[{j}]"), format!("unknown sink `{t}`"))),
-            Some(s) if s.sink_type.is_stream() => return Err((
-                format!(".to[{j}]"),
-                format!(
-                    "`{t}` is a stream sink: a worker delivers to vendor, file or blackhole sinks"
-                ),
-            )),
+            Some(s) if s.sink_type.is_stream() => {
+                return Err((
+                    format!(".to[{j}]"),
+                    format!("`{t}` is a stream sink: a worker delivers to vendor, file or blackhole sinks"),
+                ))
+            }
             Some(_) => {}
         }
     }
