@@ -101,3 +101,35 @@ fn escape(s: &str) -> String {
         .replace('"', "\\\"")
         .replace('\n', "\\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+    use switchyard_workers::WorkerStats;
+
+    #[test]
+    fn renders_each_worker_in_metrics_and_stats() {
+        let w = Workers::default();
+        assert_eq!(w.render(), "");
+        let stats = Arc::new(WorkerStats::default());
+        stats.records_read.store(7, Ordering::Relaxed);
+        stats.lag.store(3, Ordering::Relaxed);
+        w.set(vec![WorkerProbe {
+            name: "stream.0".into(),
+            from: "stream".into(),
+            to: vec!["local".into()],
+            stats,
+        }]);
+        let text = w.render();
+        assert!(
+            text.contains("switchyard_worker_records_read_total{worker=\"stream.0\"} 7\n"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE switchyard_worker_lag_records gauge\nswitchyard_worker_lag_records{worker=\"stream.0\"} 3\n"), "{text}");
+        let j = w.json();
+        assert_eq!(j[0]["records_read"], 7);
+        assert_eq!(j[0]["lag_records"], 3);
+        assert_eq!(j[0]["to"][0], "local");
+    }
+}
