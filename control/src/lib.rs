@@ -9,7 +9,8 @@
 //! - `GET /metrics`: Prometheus text exposition of every counter, summed across shards when
 //!   scraped (see [`metrics`]).
 //! - `GET /v1/stats`: the same series as JSON, plus each sink's accounting ledger (see
-//!   [`stats`] and [`ledger`]); `GET /v1/stats/top?by=points|series&limit=N`: the heaviest
+//!   [`stats`] and [`ledger`]) and the stream workers' counters ([`workers`]);
+//!   `GET /v1/stats/top?by=points|series&limit=N`: the heaviest
 //!   metric names over a sliding window.
 //! - `GET /v1/routes`, `PUT /v1/routes` (`If-Match` required), `POST /v1/routes/validate`
 //!   (see [`routes`]).
@@ -29,6 +30,7 @@ pub mod metrics;
 pub mod ready;
 pub mod routes;
 pub mod stats;
+pub mod workers;
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, StatusCode};
@@ -76,6 +78,8 @@ pub struct ControlState {
     /// [`ControlState::with_live_routes`]). When `false`, `PUT /v1/routes` answers 501 after
     /// validating, so nobody believes a change is live when it is not.
     pub live_routes: bool,
+    /// The stream workers (`/metrics`, the `workers` section of `/v1/stats`).
+    pub workers: workers::Workers,
 }
 
 impl ControlState {
@@ -104,6 +108,7 @@ impl ControlState {
             state_dir: cfg.state_dir.clone(),
             live: None,
             live_routes: false,
+            workers: workers::Workers::default(),
         })
     }
 
@@ -281,7 +286,8 @@ pub fn router(state: ControlState) -> Router {
 }
 
 async fn metrics_handler(State(st): State<ControlState>) -> impl IntoResponse {
-    let body = metrics::render(&st.telemetry, &st.sinks.probes());
+    let mut body = metrics::render(&st.telemetry, &st.sinks.probes());
+    body.push_str(&st.workers.render());
     (
         [(
             header::CONTENT_TYPE,

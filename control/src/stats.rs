@@ -67,7 +67,7 @@ pub fn snapshot(st: &ControlState) -> serde_json::Value {
             }
         }
     }
-    serde_json::json!({"metrics": metrics, "ledger": ledger})
+    serde_json::json!({"metrics": metrics, "ledger": ledger, "workers": st.workers.json()})
 }
 
 /// Integral values as JSON integers (counters stay exact), others as floats; non-finite as

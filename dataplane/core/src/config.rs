@@ -867,10 +867,11 @@ impl Config {
                 return err(format!("sinks.{name}{k}"), m);
             }
         }
-        if self.routes.is_empty() {
+        // A host that only runs stream workers needs no routes.
+        if self.routes.is_empty() && self.workers.is_empty() {
             return err(
                 "routes".into(),
-                "at least one [[routes]] entry is required".into(),
+                "at least one [[routes]] entry is required (or a [[workers]] entry)".into(),
             );
         }
         let sinks: Vec<&str> = self.sinks.keys().map(String::as_str).collect();
@@ -997,11 +998,30 @@ mod tests {
     fn embedded_default_parses_and_validates() {
         let c = Config::embedded_default().unwrap();
         assert_eq!(c.statsd.flush_interval, Duration::from_secs(10));
-        assert_eq!(c.routed_sinks(), vec!["local"]);
+        // The whole pipeline on one machine: everything into the local log, a worker from
+        // there to the NDJSON file.
+        assert_eq!(c.routed_sinks(), vec!["stream"]);
+        assert!(matches!(c.sinks["stream"].kind(), SinkKind::LocalLog(_)));
+        assert_eq!(c.workers.len(), 1);
+        assert_eq!(c.workers[0].from, "stream");
+        assert_eq!(c.workers[0].to, ["local"]);
         assert_eq!(
             c.listeners()[0].address,
             ListenAddress::Udp("127.0.0.1:8125".parse().unwrap())
         );
+    }
+
+    #[test]
+    fn a_workers_only_host_needs_no_routes() {
+        let base = "[sinks.stream]\ntype = \"local_log\"\ndir = \"/tmp/l\"\n[sinks.f]\ntype = \"file\"\npath = \"/tmp/f\"\n";
+        let e = Config::from_toml(base).unwrap_err();
+        assert!(e.to_string().contains("[[routes]]"), "{e}");
+        let c = Config::from_toml(&format!(
+            "{base}[[workers]]\nfrom = \"stream\"\nto = [\"f\"]\n"
+        ))
+        .unwrap();
+        assert!(c.routes.is_empty());
+        assert!(c.routed_sinks().is_empty());
     }
 
     #[test]

@@ -68,6 +68,10 @@ impl RetryPolicy {
                 max_retries: s.stream_settings.max_retries,
                 ..Self::default()
             },
+            SinkKind::LocalLog(s) => Self {
+                max_retries: s.stream_settings.max_retries,
+                ..Self::default()
+            },
             _ => Self::default(),
         }
     }
@@ -381,11 +385,14 @@ impl SinkRuntime {
     }
 }
 
-/// Workers per sink: `max_in_flight` for HTTP sinks, one for the others.
+/// Workers per sink: `max_in_flight` for HTTP sinks, [`crate::sink::local_log::WRITERS`]
+/// for the local log, one for the others.
 fn workers(sc: &SinkConfig) -> usize {
     match sc.kind() {
         SinkKind::Datadog(s) => s.http.max_in_flight,
         SinkKind::Signalfx(s) => s.http.max_in_flight,
+        // Several writers share the log's fsyncs (group commit).
+        SinkKind::LocalLog(_) => crate::sink::local_log::WRITERS,
         _ => 1,
     }
     .max(1)
@@ -539,6 +546,57 @@ impl Tally {
         SinkStats::add(&stats.payload_bytes_delivered, delivered);
         for (c, share) in stats.payload_bytes_dropped.iter().zip(shares) {
             SinkStats::add(c, share);
+        }
+    }
+}
+
+/// What became of one item's values, read with [`Ctx::item_tally`] after
+/// [`AnySink::handle`] (a stream worker checks it before it checkpoints).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ItemTally {
+    /// Values delivered.
+    pub delivered: u64,
+    /// Values dropped, every reason together.
+    pub dropped: u64,
+    /// Of those, values a later attempt could deliver (`retries_exhausted`, `shutdown`).
+    pub dropped_retryable: u64,
+}
+
+impl<'a> Ctx<'a> {
+    /// A context for a caller that drives a sink itself (a stream worker calling
+    /// [`AnySink::handle`] synchronously): values are accounted in `stats`, retries follow
+    /// `policy`, and `abort` stops waiting (what is left is dropped as `shutdown`). Call
+    /// [`Ctx::begin_item`] before each item and read [`Ctx::item_tally`] after it.
+    pub fn new(
+        name: &'a str,
+        stats: &'a SinkStats,
+        abort: &'a AtomicBool,
+        policy: RetryPolicy,
+    ) -> Self {
+        Self {
+            name,
+            stats,
+            abort,
+            policy,
+            tally: Tally::default(),
+        }
+    }
+
+    /// Starts a new item: its tally restarts at zero.
+    pub fn begin_item(&self) {
+        self.tally.reset();
+    }
+
+    /// Values of the current item delivered and dropped so far.
+    pub fn item_tally(&self) -> ItemTally {
+        ItemTally {
+            delivered: self.tally.delivered.get(),
+            dropped: self.tally.dropped.iter().map(Cell::get).sum(),
+            dropped_retryable: [DropReason::RetriesExhausted, DropReason::Shutdown]
+                .iter()
+                .filter_map(|r| self.tally.dropped.get(*r as usize))
+                .map(Cell::get)
+                .sum(),
         }
     }
 }

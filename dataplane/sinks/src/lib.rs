@@ -67,7 +67,7 @@ pub mod slots;
 pub mod stats;
 
 pub use driver::{
-    spawn_sinks, spawn_sinks_with, Ctx, RetryPolicy, SinkChanges, SinkHandle, SinkProbe,
+    spawn_sinks, spawn_sinks_with, Ctx, ItemTally, RetryPolicy, SinkChanges, SinkHandle, SinkProbe,
     SinkRuntime,
 };
 pub use error::SinkError;

@@ -11,6 +11,7 @@ pub mod file;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod kinesis;
+pub mod local_log;
 pub mod signalfx;
 pub mod stdout;
 
@@ -120,6 +121,8 @@ pub enum AnySink {
     /// Stream records on a Kafka topic (cargo feature `kafka`).
     #[cfg(feature = "kafka")]
     Kafka(Box<kafka::KafkaSink>),
+    /// The local segment log (stream records).
+    LocalLog(Box<local_log::LocalLogSink>),
 }
 
 impl AnySink {
@@ -143,11 +146,7 @@ impl AnySink {
                     "built without the kafka feature: rebuild with --features kafka".into(),
                 ))
             }
-            SinkKind::LocalLog(_) => {
-                return Err(SinkError::Fatal(
-                    "the local_log sink is not available in this build yet".into(),
-                ))
-            }
+            SinkKind::LocalLog(s) => AnySink::LocalLog(Box::new(local_log::LocalLogSink::new(&s)?)),
         })
     }
 
@@ -168,6 +167,9 @@ impl AnySink {
             AnySink::Kafka(_) => SinkLimits {
                 max_series: kafka::MAX_SERIES_PER_RECORD,
             },
+            AnySink::LocalLog(_) => SinkLimits {
+                max_series: local_log::MAX_SERIES_PER_RECORD,
+            },
         }
     }
 
@@ -184,6 +186,7 @@ impl AnySink {
             AnySink::Kinesis(s) => s.handle(item, ctx),
             #[cfg(feature = "kafka")]
             AnySink::Kafka(s) => s.handle(item, ctx),
+            AnySink::LocalLog(s) => s.handle(item, ctx),
             AnySink::File(_) | AnySink::Stdout(_) => match item {
                 Egress::Series(b) => {
                     for c in chunks(b, limit) {
@@ -253,7 +256,8 @@ impl AnySink {
             AnySink::Datadog(_)
             | AnySink::Signalfx(_)
             | AnySink::Blackhole(_)
-            | AnySink::Kinesis(_) => Ok(()),
+            | AnySink::Kinesis(_)
+            | AnySink::LocalLog(_) => Ok(()),
             // Every record was awaited in `handle`.
             #[cfg(feature = "kafka")]
             AnySink::Kafka(_) => Ok(()),

@@ -13,6 +13,10 @@ use switchyard_shard::plan;
 /// How long sinks get to drain their queues at shutdown (systemd's TimeoutStopSec is 30s).
 const SINK_DRAIN_DEADLINE: Duration = Duration::from_secs(20);
 
+/// How long stream workers get, after the sinks drained, to deliver what is durable in
+/// their stream and commit.
+const WORKER_DRAIN_DEADLINE: Duration = Duration::from_secs(8);
+
 /// Logs to stderr (the journal under systemd), filtered by `RUST_LOG` (default `info`).
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -91,6 +95,9 @@ pub fn run(cfg: &Config, config_path: Option<&Path>) -> Result<()> {
 
     let sinks = switchyard_sinks::spawn_sinks(cfg)
         .map_err(|(name, e)| anyhow::anyhow!("sink `{name}`: {e}"))?;
+    // Workers read the streams the sinks write (the same log service in this process) and
+    // deliver with sink instances of their own; their deliveries are counted per worker.
+    let workers = switchyard_workers::spawn_workers(cfg, |_| None)?;
     let telemetry = Arc::new(Telemetry::new(plan.shards()));
     let control_state =
         switchyard_control::ControlState::new(cfg, telemetry.clone(), sinks.slots())?;
@@ -104,6 +111,7 @@ pub fn run(cfg: &Config, config_path: Option<&Path>) -> Result<()> {
         plan.shards(),
     ));
     let control_state = control_state.with_live_routes(routes.clone());
+    control_state.workers.set(workers.probes());
     let ready = control_state.ready.clone();
     let control = switchyard_control::spawn(cfg.control_addr(), control_state.clone())?;
     let seed: u64 = rand::random();
@@ -126,6 +134,7 @@ pub fn run(cfg: &Config, config_path: Option<&Path>) -> Result<()> {
         statsd = ?listeners,
         control = %control.addr,
         sinks = ?cfg.sink_names(),
+        workers = cfg.workers.len(),
         "switchyard ready"
     );
     notify(&[sd_notify::NotifyState::Ready]);
@@ -142,6 +151,11 @@ pub fn run(cfg: &Config, config_path: Option<&Path>) -> Result<()> {
     dataplane.join();
     if !sinks.shutdown(SINK_DRAIN_DEADLINE) {
         tracing::warn!(deadline = ?SINK_DRAIN_DEADLINE, "sinks did not drain before the deadline");
+    }
+    // The sinks wrote everything the shards sent: the workers deliver it from the streams.
+    if !workers.shutdown(WORKER_DRAIN_DEADLINE) {
+        tracing::warn!(deadline = ?WORKER_DRAIN_DEADLINE,
+            "workers did not catch up before the deadline (the rest is delivered at the next start)");
     }
     control.stop();
     tracing::info!("stopped");

@@ -24,4 +24,5 @@ mod e2e {
     mod routes;
     mod shards;
     mod signalfx;
+    mod streams;
 }
