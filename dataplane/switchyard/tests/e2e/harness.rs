@@ -258,6 +258,15 @@ impl Instance {
         }
     }
 
+    /// `PUT /v1/routes` with `If-Match: "<if_match>"` and a JSON table, without a token.
+    pub fn put_routes(&self, if_match: &str, body: &str) -> RawResponse {
+        let req = format!(
+            "PUT /v1/routes HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nIf-Match: \"{if_match}\"\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        http_raw(self.control, req.as_bytes(), 1).remove(0)
+    }
+
     /// Everything the process logged so far.
     pub fn log_text(&self) -> String {
         self.log.lock().unwrap().join("\n")

@@ -3,7 +3,7 @@
 //! `PUT /v1/routes` is persisted under `state_dir`, survives a restart and a SIGHUP, and gives
 //! way once the file's routes change. Assertions are on what the file sinks wrote.
 
-use super::harness::{http_post, http_raw, read_series, Instance, Options, RawResponse};
+use super::harness::{http_post, read_series, Instance, Options};
 use serde_json::Value;
 use std::path::Path;
 use switchyard_core::config::Config;
@@ -38,14 +38,6 @@ fn routes(sy: &Instance) -> Value {
 
 fn file_version(config: &str) -> String {
     Config::from_toml(config).unwrap().route_table().version
-}
-
-fn put_routes(sy: &Instance, if_match: &str, body: &str) -> RawResponse {
-    let req = format!(
-        "PUT /v1/routes HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nIf-Match: \"{if_match}\"\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    http_raw(sy.control, req.as_bytes(), 1).remove(0)
 }
 
 /// Rewrites the instance's config file and sends SIGHUP; returns once the process logged
@@ -128,7 +120,7 @@ fn a_put_table_survives_restart_and_sighup_until_the_file_routes_change() {
     let first = Instance::start(with_state(&state, FILE_ROUTES));
     let file_v = routes(&first)["version"].as_str().unwrap().to_string();
     assert!(file_v.starts_with("file-"), "{file_v}");
-    let r = put_routes(&first, &file_v, PUT_TABLE);
+    let r = first.put_routes(&file_v, PUT_TABLE);
     assert_eq!(r.status, 200, "{}", r.body);
     let put: Value = serde_json::from_str(&r.body).unwrap();
     assert_eq!(put["persisted"], true, "{put}");

@@ -359,14 +359,6 @@ const NEW_TABLE: &str = r#"{"routes": [
   {"name": "trial", "match": {"name_prefix": "load."}, "sample": 0.1, "to": ["trial"]},
   {"name": "no-web", "match": {"name_prefix": "web."}, "drop": true, "final": true}]}"#;
 
-fn put_routes(sy: &Instance, if_match: &str, body: &str) -> super::harness::RawResponse {
-    let req = format!(
-        "PUT /v1/routes HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nIf-Match: \"{if_match}\"\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    super::harness::http_raw(sy.control, req.as_bytes(), 1).remove(0)
-}
-
 fn load_payload(value: f64, extra: &str) -> String {
     let mut s: Vec<Value> = (0..LIVE_SERIES)
         .map(|i| serde_json::json!({"metric": format!("load.h{i}"), "points": [[1_700_000_000, value]], "type": "gauge"}))
@@ -401,8 +393,8 @@ fn a_table_put_through_the_api_reaches_every_shard_mid_stream() {
     post(&sy, "/api/v1/series", &load_payload(1.0, "web.before"));
 
     // A stale version is refused and changes nothing; the current one is installed.
-    assert_eq!(put_routes(&sy, "nope", NEW_TABLE).status, 412);
-    let r = put_routes(&sy, &v1, NEW_TABLE);
+    assert_eq!(sy.put_routes("nope", NEW_TABLE).status, 412);
+    let r = sy.put_routes(&v1, NEW_TABLE);
     assert_eq!(r.status, 200, "{}", r.body);
     let put: Value = serde_json::from_str(&r.body).unwrap();
     let v2 = put["version"].as_str().unwrap().to_string();
