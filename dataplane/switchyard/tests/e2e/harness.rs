@@ -502,8 +502,19 @@ pub fn http_raw(port: u16, request: &[u8], n: usize) -> Vec<RawResponse> {
 
 /// POSTs `body` to `path` on the intake with the given extra header lines.
 pub fn http_post(port: u16, path: &str, headers: &[&str], body: &[u8]) -> RawResponse {
+    http_request(port, "POST", path, headers, body)
+}
+
+/// One request on its own connection (one response read) with the given extra header lines.
+pub fn http_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[&str],
+    body: &[u8],
+) -> RawResponse {
     let mut req = format!(
-        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n",
         body.len()
     )
     .into_bytes();

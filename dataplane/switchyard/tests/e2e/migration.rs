@@ -13,7 +13,7 @@
 //! the sequence: each payload carries its sequence number as every point's value, and a
 //! vendor's per-series `value_sum` says which payloads it got.
 
-use super::harness::{http_post, http_raw, send_raw, Instance, Options, RawResponse, Vendor};
+use super::harness::{http_post, http_request, send_raw, Instance, Options, RawResponse, Vendor};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::net::UdpSocket;
@@ -67,18 +67,9 @@ fn sink(name: &str, v: &Vendor) -> String {
 
 /// A request to the control port (one response, connection closed).
 fn control(sy: &Instance, method: &str, path: &str, headers: &[&str], body: &[u8]) -> RawResponse {
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    )
-    .into_bytes();
-    for h in headers {
-        req.extend_from_slice(h.as_bytes());
-        req.extend_from_slice(b"\r\n");
-    }
-    req.extend_from_slice(b"\r\n");
-    req.extend_from_slice(body);
-    http_raw(sy.control, &req, 1).remove(0)
+    let mut h = vec!["Connection: close"];
+    h.extend_from_slice(headers);
+    http_request(sy.control, method, path, &h, body)
 }
 
 fn json(body: &str) -> Value {
