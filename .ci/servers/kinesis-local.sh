@@ -4,28 +4,14 @@
 # Usage: .ci/servers/kinesis-local.sh            -> prints the pid; log in .ci/cache/kinesis-local.log
 # Tests read KINESIS_LOCAL_ENDPOINT (default http://127.0.0.1:4568).
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-CACHE=$ROOT/.ci/cache/node-kinesis-local
+. "$(dirname "$0")/npm-lib.sh"
 PORT=${KINESIS_LOCAL_PORT:-4568}
 TLS_PORT=${KINESIS_LOCAL_TLS_PORT:-4567}
-if curl -s -o /dev/null "http://127.0.0.1:$PORT/"; then
-  echo "kinesis-local already answering on :$PORT"; exit 0
-fi
-KM=$CACHE/node_modules/kinesis-local
-if [ ! -f "$KM/main.js" ]; then
-  mkdir -p "$CACHE"
-  ( cd "$CACHE" && { [ -f package.json ] || npm init -y >/dev/null; } && \
-    npm install --no-audit --no-fund kinesis-local@0.6.2 >/dev/null )
-fi
+if answering "$PORT"; then echo "kinesis-local already answering on :$PORT"; exit 0; fi
+KM=$(npm_install kinesis-local kinesis-local@0.6.2 main.js)
 # Without KINESIS_MOCK_CERT_PATH it dies at start with `ENOENT server.json`.
 KINESIS_MOCK_CERT_PATH=$KM/server.json KINESIS_MOCK_PLAIN_PORT=$PORT KINESIS_MOCK_TLS_PORT=$TLS_PORT \
 CREATE_STREAM_DURATION=100ms DELETE_STREAM_DURATION=100ms SPLIT_SHARD_DURATION=100ms \
 MERGE_SHARDS_DURATION=100ms LOG_LEVEL=WARN \
   nohup node "$KM/main.js" > "$ROOT/.ci/cache/kinesis-local.log" 2>&1 &
-PID=$!
-for _ in $(seq 1 300); do
-  if curl -s -o /dev/null "http://127.0.0.1:$PORT/"; then echo "$PID"; exit 0; fi
-  kill -0 "$PID" 2>/dev/null || { cat "$ROOT/.ci/cache/kinesis-local.log" >&2; exit 1; }
-  sleep 0.1
-done
-echo "kinesis-local did not answer on :$PORT within 30 s" >&2; exit 1
+wait_answering kinesis-local "$PORT" $!
