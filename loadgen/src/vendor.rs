@@ -80,6 +80,10 @@ pub struct VendorArgs {
     /// (SignalFx). Without it any key, or none, is accepted.
     #[arg(long = "accept-key", value_name = "KEY")]
     pub accept_keys: Vec<String>,
+    /// Keep the first N point values of every metric, in arrival order, and show them in
+    /// `/stats` as `values` (tests check order and gaps with it).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub keep_values: usize,
 }
 
 /// Fault injection settings, as `/control` reads and writes them.
@@ -112,6 +116,7 @@ struct FaultUpdate {
 struct App {
     kind: Kind,
     accept_keys: Vec<String>,
+    keep_values: usize,
     stats: Mutex<Stats>,
     faults: Mutex<Faults>,
 }
@@ -170,7 +175,8 @@ async fn serve(args: &VendorArgs) -> anyhow::Result<()> {
     let app = Arc::new(App {
         kind: args.kind,
         accept_keys: args.accept_keys.clone(),
-        stats: Mutex::new(Stats::default()),
+        keep_values: args.keep_values,
+        stats: Mutex::new(Stats::keeping_values(args.keep_values)),
         faults: Mutex::new(Faults {
             fail_status: args.fail_status,
             fail_count: args.fail_count,
@@ -233,7 +239,7 @@ async fn handle(
             return json(StatusCode::OK, &snapshot);
         }
         ("POST", "/reset") => {
-            *app.stats() = Stats::default();
+            *app.stats() = Stats::keeping_values(app.keep_values);
             return json(StatusCode::OK, &serde_json::json!({"reset": true}));
         }
         ("GET", "/control") => {

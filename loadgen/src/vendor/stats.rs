@@ -69,6 +69,10 @@ pub struct MetricStats {
     pub last_value: Option<f64>,
     /// Timestamp of the last point seen, as sent (seconds for Datadog, ms for SignalFx).
     pub last_timestamp: Option<f64>,
+    /// The first `--keep-values` point values, in the order they arrived (omitted when not
+    /// kept): lets a test check order, gaps and duplicates per series.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<f64>,
 }
 
 /// Everything counted since start or the last `/reset`.
@@ -94,6 +98,7 @@ pub struct Stats {
     api_keys_overflow: u64,
     requests_without_key: u64,
     last_error: Option<String>,
+    keep_values: usize,
 }
 
 /// How a request ended, for counting.
@@ -108,6 +113,14 @@ pub enum Outcome {
 }
 
 impl Stats {
+    /// Empty counters that keep the first `keep_values` point values of each metric.
+    pub fn keeping_values(keep_values: usize) -> Self {
+        Stats {
+            keep_values,
+            ..Stats::default()
+        }
+    }
+
     /// Counts one intake request, whatever its outcome.
     pub fn request(
         &mut self,
@@ -189,6 +202,10 @@ impl Stats {
                 entry.tags = None;
             }
         }
+        let room = self.keep_values.saturating_sub(entry.values.len());
+        entry
+            .values
+            .extend(series.points.iter().filter_map(|p| p.1).take(room));
         if let Some(&(ts, value)) = series.points.last() {
             entry.last_timestamp = ts;
             entry.last_value = value;
@@ -269,6 +286,23 @@ mod tests {
         assert_eq!(snap["api_keys"]["k1"], 2);
         assert_eq!(snap["requests_without_key"], 1);
         assert_eq!(snap["encodings"]["gzip"], 1);
+    }
+
+    #[test]
+    fn kept_values_are_in_arrival_order_and_capped() {
+        let mut stats = Stats::keeping_values(4);
+        stats.add_series(series("m", &[1.0, 2.0, 3.0]));
+        stats.add_series(series("m", &[2.0, 9.0]));
+        let snap = stats.snapshot("datadog");
+        assert_eq!(
+            snap["metrics"]["m"]["values"],
+            serde_json::json!([1.0, 2.0, 3.0, 2.0])
+        );
+        let mut plain = Stats::default();
+        plain.add_series(series("m", &[1.0]));
+        assert!(plain.snapshot("datadog")["metrics"]["m"]
+            .get("values")
+            .is_none());
     }
 
     #[test]
