@@ -15,6 +15,8 @@
 //! - `GET /v1/routes`, `PUT /v1/routes` (`If-Match` required), `POST /v1/routes/validate`
 //!   (see [`routes`]).
 //! - `GET /v1/config`: the effective configuration, secrets redacted (see [`config_view`]).
+//! - `GET /v1/leases`, `POST /v1/leases/{key}/release`: the Kinesis workers' shard leases
+//!   (see [`leases`]).
 //!
 //! Mutating endpoints (every `PUT` and `POST`) need `Authorization: Bearer <token>` when a
 //! token is configured, and answer only on a loopback listener when none is (see [`auth`]).
@@ -25,6 +27,7 @@
 
 pub mod auth;
 pub mod config_view;
+pub mod leases;
 pub mod ledger;
 pub mod metrics;
 pub mod ready;
@@ -281,6 +284,8 @@ pub fn router(state: ControlState) -> Router {
         )
         .route("/v1/routes/validate", post(routes::validate_handler))
         .route("/v1/config", get(config_view::handler))
+        .route("/v1/leases", get(leases::list_handler))
+        .route("/v1/leases/{key}/release", post(leases::release_handler))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }

@@ -6,17 +6,28 @@
 //! - `switchyard_worker_redeliveries_total`: payloads sent again after a sink failed them;
 //! - `switchyard_worker_decode_errors_total`: records that could not be decoded (skipped);
 //! - `switchyard_worker_lag_records`: records behind the stream's durable end;
-//! - `switchyard_worker_committed_offset`: the committed consumer offset.
+//! - `switchyard_worker_committed_offset`: the committed consumer offset (local log);
+//! - `switchyard_worker_read_errors_total`: failed stream reads, retried (Kinesis);
+//! - `switchyard_worker_leases_held`: shard leases held (Kinesis);
+//! - `switchyard_lease_events_total{worker,event}`: lease events of a Kinesis worker
+//!   (`renewed`, `renew_failed`, `lost`, `taken`, `stolen`, `conflict`, `store_error`,
+//!   `deleted`).
+//!
+//! The leases themselves are served by [`crate::leases`].
 
 use std::fmt::Write as _;
 use std::sync::{Arc, RwLock};
+use switchyard_workers::kinesis::LeaseAccess;
 use switchyard_workers::WorkerProbe;
 
 /// The running workers, set by the binary once they started.
 #[derive(Debug, Clone, Default)]
-pub struct Workers(Arc<RwLock<Vec<WorkerProbe>>>);
+pub struct Workers {
+    probes: Arc<RwLock<Vec<WorkerProbe>>>,
+    leases: Arc<RwLock<Vec<LeaseAccess>>>,
+}
 
-const FAMILIES: [(&str, &str, &str); 6] = [
+const FAMILIES: [(&str, &str, &str); 8] = [
     (
         "switchyard_worker_records_read_total",
         "counter",
@@ -47,16 +58,42 @@ const FAMILIES: [(&str, &str, &str); 6] = [
         "gauge",
         "The committed consumer offset.",
     ),
+    (
+        "switchyard_worker_read_errors_total",
+        "counter",
+        "Failed stream reads (retried).",
+    ),
+    (
+        "switchyard_worker_leases_held",
+        "gauge",
+        "Shard leases held.",
+    ),
 ];
 
 impl Workers {
     /// Publishes the running workers.
     pub fn set(&self, probes: Vec<WorkerProbe>) {
-        *self.0.write().unwrap_or_else(|p| p.into_inner()) = probes;
+        *self.probes.write().unwrap_or_else(|p| p.into_inner()) = probes;
+    }
+
+    /// Publishes the Kinesis workers' lease handles.
+    pub fn set_leases(&self, leases: Vec<LeaseAccess>) {
+        *self.leases.write().unwrap_or_else(|p| p.into_inner()) = leases;
+    }
+
+    /// The Kinesis workers' lease handles.
+    pub fn leases(&self) -> Vec<LeaseAccess> {
+        self.leases
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     fn probes(&self) -> Vec<WorkerProbe> {
-        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.probes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Prometheus text of every worker (empty without workers).
@@ -74,6 +111,33 @@ impl Workers {
                 let _ = writeln!(o, "{name}{{worker=\"{}\"}} {v}", escape(&p.name));
             }
         }
+        let leases = self.leases();
+        if !leases.is_empty() {
+            let name = "switchyard_lease_events_total";
+            let _ = writeln!(
+                o,
+                "# HELP {name} Lease events of a Kinesis worker.\n# TYPE {name} counter"
+            );
+            for l in &leases {
+                let c = l.counters();
+                for (event, v) in [
+                    ("renewed", c.renewals),
+                    ("renew_failed", c.renew_failures),
+                    ("lost", c.lost),
+                    ("taken", c.taken),
+                    ("stolen", c.stolen),
+                    ("conflict", c.conflicts),
+                    ("store_error", c.store_errors),
+                    ("deleted", c.deleted),
+                ] {
+                    let _ = writeln!(
+                        o,
+                        "{name}{{worker=\"{}\",event=\"{event}\"}} {v}",
+                        escape(&l.worker)
+                    );
+                }
+            }
+        }
         o
     }
 
@@ -83,12 +147,14 @@ impl Workers {
             .probes()
             .iter()
             .map(|p| {
-                let [read, delivered, redeliveries, decode_errors, lag, committed] = p.snapshot();
+                let [read, delivered, redeliveries, decode_errors, lag, committed, read_errors, leases] =
+                    p.snapshot();
                 serde_json::json!({
                     "worker": p.name, "from": p.from, "to": p.to,
                     "records_read": read, "batches_delivered": delivered,
                     "redeliveries": redeliveries, "decode_errors": decode_errors,
                     "lag_records": lag, "committed_offset": committed,
+                    "read_errors": read_errors, "leases_held": leases,
                 })
             })
             .collect();

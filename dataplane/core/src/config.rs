@@ -884,7 +884,8 @@ impl Config {
             return err(e.key(), message);
         }
         for (i, w) in self.workers.iter().enumerate() {
-            if let Err((k, m)) = streams::validate_worker(w, &self.sinks) {
+            if let Err((k, m)) = streams::validate_worker(w, &self.sinks, self.state_dir.is_some())
+            {
                 return err(format!("workers[{i}]{k}"), m);
             }
         }

@@ -112,6 +112,7 @@ pub fn run(cfg: &Config, config_path: Option<&Path>) -> Result<()> {
     ));
     let control_state = control_state.with_live_routes(routes.clone());
     control_state.workers.set(workers.probes());
+    control_state.workers.set_leases(workers.leases());
     let ready = control_state.ready.clone();
     let control = switchyard_control::spawn(cfg.control_addr(), control_state.clone())?;
     let seed: u64 = rand::random();

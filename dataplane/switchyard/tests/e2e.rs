@@ -18,6 +18,7 @@ mod e2e {
     mod deploy;
     mod http;
     mod input;
+    mod kinesis_workers;
     mod migration;
     mod proxy;
     mod reload;

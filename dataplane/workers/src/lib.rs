@@ -25,6 +25,7 @@
 
 pub mod convert;
 pub mod deliver;
+pub mod kinesis;
 pub mod local_log;
 
 use deliver::{Delivery, TargetSpec};
@@ -77,6 +78,10 @@ pub struct WorkerStats {
     pub lag: AtomicU64,
     /// The committed offset.
     pub committed: AtomicU64,
+    /// Failed stream reads (Kinesis calls), retried.
+    pub read_errors: AtomicU64,
+    /// Leases held (Kinesis).
+    pub leases_held: AtomicU64,
 }
 
 impl WorkerStats {
@@ -99,8 +104,9 @@ pub struct WorkerProbe {
 }
 
 impl WorkerProbe {
-    /// `(records_read, batches_delivered, redeliveries, decode_errors, lag, committed)`.
-    pub fn snapshot(&self) -> [u64; 6] {
+    /// `(records_read, batches_delivered, redeliveries, decode_errors, lag, committed,
+    /// read_errors, leases_held)`.
+    pub fn snapshot(&self) -> [u64; 8] {
         let s = &self.stats;
         [
             WorkerStats::get(&s.records_read),
@@ -109,6 +115,8 @@ impl WorkerProbe {
             WorkerStats::get(&s.decode_errors),
             WorkerStats::get(&s.lag),
             WorkerStats::get(&s.committed),
+            WorkerStats::get(&s.read_errors),
+            WorkerStats::get(&s.leases_held),
         ]
     }
 }
@@ -118,6 +126,7 @@ impl WorkerProbe {
 pub struct WorkerRuntime {
     threads: Vec<JoinHandle<()>>,
     probes: Vec<WorkerProbe>,
+    leases: Vec<kinesis::LeaseAccess>,
     stop: Arc<AtomicBool>,
     abort: Arc<AtomicBool>,
 }
@@ -172,6 +181,7 @@ pub fn spawn_workers_with(
     let mut rt = WorkerRuntime {
         threads: Vec::new(),
         probes: Vec::new(),
+        leases: Vec::new(),
         stop: stop.clone(),
         abort: abort.clone(),
     };
@@ -208,7 +218,20 @@ pub fn spawn_workers_with(
                 };
                 Box::new(move || worker.run())
             }
-            SinkKind::Kinesis(_) => return Err(WorkerError::Unsupported(name, "kinesis")),
+            SinkKind::Kinesis(settings) => {
+                let (worker, access) = kinesis::KinesisWorker::prepare(kinesis::Setup {
+                    name: name.clone(),
+                    worker: w,
+                    settings: &settings,
+                    state_dir: cfg.state_dir.as_deref(),
+                    spec,
+                    stats,
+                    stop: stop.clone(),
+                    abort: abort.clone(),
+                })?;
+                rt.leases.push(access);
+                Box::new(move || worker.run())
+            }
             SinkKind::Kafka(_) => return Err(WorkerError::Unsupported(name, "kafka")),
             _ => {
                 return Err(WorkerError::Config(
@@ -233,6 +256,11 @@ impl WorkerRuntime {
     /// The workers' views for the control plane.
     pub fn probes(&self) -> Vec<WorkerProbe> {
         self.probes.clone()
+    }
+
+    /// The Kinesis workers' leases, for the control plane.
+    pub fn leases(&self) -> Vec<kinesis::LeaseAccess> {
+        self.leases.clone()
     }
 
     /// Whether no worker is configured.

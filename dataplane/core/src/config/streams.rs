@@ -115,6 +115,14 @@ pub struct WorkerConfig {
     /// `failoverTimeMillis`); renewals every `failover / 3`.
     #[serde(default = "default_failover", with = "humantime_serde")]
     pub failover: Duration,
+    /// How often held leases are renewed; default KCL's `failover / 3 - 25ms`.
+    #[serde(default, with = "humantime_serde")]
+    pub renew_interval: Option<Duration>,
+    /// How often the lease table is scanned to take expired leases and balance; default
+    /// KCL's `2 × (failover + 25ms)`. A scan is also made when an observed lease would
+    /// expire before the next round.
+    #[serde(default, with = "humantime_serde")]
+    pub take_interval: Option<Duration>,
     /// Kafka consumer group; default `switchyard-<from>`.
     #[serde(default)]
     pub group: Option<String>,
@@ -259,6 +267,7 @@ fn type_name(t: SinkType) -> &'static str {
 pub(super) fn validate_worker(
     w: &WorkerConfig,
     sinks: &std::collections::BTreeMap<String, SinkConfig>,
+    has_state_dir: bool,
 ) -> Result<(), (String, String)> {
     match sinks.get(&w.from) {
         None => {
@@ -266,6 +275,20 @@ pub(super) fn validate_worker(
                 ".from".into(),
                 format!(
                     "unknown sink `{}` (a worker reads a kinesis, kafka or local_log sink)",
+                    w.from
+                ),
+            ))
+        }
+        Some(s)
+            if s.sink_type == SinkType::Kinesis
+                && w.lease_store == LeaseStoreKind::Local
+                && !has_state_dir =>
+        {
+            return Err((
+                ".lease_store".into(),
+                format!(
+                    "lease_store = \"local\" keeps the leases of `{}` in a file under state_dir: \
+                     set the top-level state_dir (or use lease_store = \"dynamodb\")",
                     w.from
                 ),
             ))
@@ -304,6 +327,17 @@ pub(super) fn validate_worker(
     }
     if w.failover < Duration::from_millis(300) {
         return Err((".failover".into(), "must be at least 300ms".into()));
+    }
+    if let Some(r) = w.renew_interval {
+        if r.is_zero() || r >= w.failover {
+            return Err((
+                ".renew_interval".into(),
+                "must be greater than 0 and shorter than failover".into(),
+            ));
+        }
+    }
+    if w.take_interval.is_some_and(|t| t.is_zero()) {
+        return Err((".take_interval".into(), "must be greater than 0".into()));
     }
     if w.max_records == 0 {
         return Err((".max_records".into(), "must be greater than 0".into()));

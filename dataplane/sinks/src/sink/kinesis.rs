@@ -87,7 +87,30 @@ impl std::fmt::Debug for KinesisSink {
     }
 }
 
-fn sdk_err<E: ProvideErrorMetadata + std::fmt::Debug>(
+/// A Kinesis client for `s`: region and credentials from the standard AWS chain, `region`
+/// and `endpoint` overriding it, `request_timeout` per attempt, and one attempt per call
+/// (callers retry, with their own accounting). Shared by the sink and the stream workers.
+pub async fn load_client(s: &KinesisSettings) -> aws_sdk_kinesis::Client {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).timeout_config(
+        aws_config::timeout::TimeoutConfig::builder()
+            .operation_attempt_timeout(s.stream_settings.request_timeout)
+            .build(),
+    );
+    if let Some(r) = &s.region {
+        loader = loader.region(aws_config::Region::new(r.clone()));
+    }
+    if let Some(u) = &s.endpoint {
+        loader = loader.endpoint_url(u.clone());
+    }
+    let conf = loader.load().await;
+    let kconf = aws_sdk_kinesis::config::Builder::from(&conf)
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .build();
+    aws_sdk_kinesis::Client::from_conf(kconf)
+}
+
+/// An SDK error as `Code: message` (service errors) or its debug form (transport errors).
+pub fn sdk_err<E: ProvideErrorMetadata + std::fmt::Debug>(
     e: &aws_sdk_kinesis::error::SdkError<E, aws_sdk_kinesis::config::http::HttpResponse>,
 ) -> String {
     match e.as_service_error() {
@@ -108,24 +131,7 @@ impl KinesisSink {
             .build()
             .map_err(|e| SinkError::Fatal(format!("kinesis runtime: {e}")))?;
         let ss = &s.stream_settings;
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .timeout_config(
-                aws_config::timeout::TimeoutConfig::builder()
-                    .operation_attempt_timeout(ss.request_timeout)
-                    .build(),
-            );
-        if let Some(r) = &s.region {
-            loader = loader.region(aws_config::Region::new(r.clone()));
-        }
-        if let Some(u) = &s.endpoint {
-            loader = loader.endpoint_url(u.clone());
-        }
-        let conf = rt.block_on(loader.load());
-        // Whole-call retries are the driver's; the SDK makes one attempt.
-        let kconf = aws_sdk_kinesis::config::Builder::from(&conf)
-            .retry_config(aws_config::retry::RetryConfig::disabled())
-            .build();
-        let client = aws_sdk_kinesis::Client::from_conf(kconf);
+        let client = rt.block_on(load_client(s));
         let summary = rt
             .block_on(
                 client

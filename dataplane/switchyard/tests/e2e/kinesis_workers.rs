@@ -1,0 +1,456 @@
+//! Kinesis stream workers end to end, against kinesis-local (kinesis-mock; start it with
+//! `.ci/servers/kinesis-local.sh`, endpoint `KINESIS_LOCAL_ENDPOINT`, default
+//! `http://127.0.0.1:4568`) and kinesalite (`.ci/servers/kinesalite.sh`,
+//! `KINESALITE_ENDPOINT`, default `http://127.0.0.1:4570`), which sends no `ChildShards`.
+//!
+//! One switchyard process writes HTTP traffic into a Kinesis sink; worker-only processes
+//! (same lease file under a shared `state_dir`) read the stream through leases and deliver
+//! to a `loadgen vendor` that keeps every value it receives in order. Each series gets the
+//! values 1, 2, 3... one per round, so the vendor's record shows order, gaps and duplicates.
+
+use super::harness::{http_post, http_request, Instance, Options, Vendor};
+use serde_json::Value;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const SERIES: usize = 16;
+const AWS_ENV: [(&str, &str); 4] = [
+    ("AWS_ACCESS_KEY_ID", "dummy"),
+    ("AWS_SECRET_ACCESS_KEY", "dummy"),
+    ("AWS_REGION", "us-east-1"),
+    ("AWS_EC2_METADATA_DISABLED", "true"),
+];
+
+/// The endpoint in `var` (or `default`); fails the test when nothing answers there.
+fn endpoint(var: &str, default: &str, script: &str) -> String {
+    let url = std::env::var(var).unwrap_or_else(|_| default.to_string());
+    let addr = url.trim_start_matches("http://").trim_end_matches('/');
+    let ok = addr
+        .parse()
+        .ok()
+        .and_then(|a| TcpStream::connect_timeout(&a, Duration::from_secs(2)).ok())
+        .is_some();
+    assert!(
+        ok,
+        "no Kinesis server answers at {url} ({var}): start it with `{script}` from the repository root"
+    );
+    url
+}
+
+struct Kinesis {
+    rt: tokio::runtime::Runtime,
+    client: aws_sdk_kinesis::Client,
+    url: String,
+    stream: String,
+}
+
+impl Kinesis {
+    /// A new 2-shard stream on the server at `url`.
+    fn new(url: &str, tag: &str) -> Self {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let client = rt.block_on(async {
+            let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .region(aws_config::Region::new("us-east-1"))
+                .credentials_provider(aws_sdk_kinesis::config::Credentials::new(
+                    "dummy", "dummy", None, None, "test",
+                ))
+                .endpoint_url(url)
+                .load()
+                .await;
+            aws_sdk_kinesis::Client::new(&conf)
+        });
+        let stream = format!("workers-{tag}-{}", std::process::id());
+        let k = Kinesis {
+            rt,
+            client,
+            url: url.to_owned(),
+            stream,
+        };
+        k.rt.block_on(
+            k.client
+                .create_stream()
+                .stream_name(&k.stream)
+                .shard_count(2)
+                .send(),
+        )
+        .unwrap();
+        k.wait_active();
+        k
+    }
+
+    fn wait_active(&self) {
+        for _ in 0..400 {
+            let d = self
+                .rt
+                .block_on(
+                    self.client
+                        .describe_stream_summary()
+                        .stream_name(&self.stream)
+                        .send(),
+                )
+                .unwrap();
+            if d.stream_description_summary().unwrap().stream_status().as_str() == "ACTIVE" {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("stream {} not active within 20 s", self.stream);
+    }
+
+    /// Open shards: (id, start, end) by start.
+    fn open_shards(&self) -> Vec<(String, u128, u128)> {
+        let out = self
+            .rt
+            .block_on(self.client.list_shards().stream_name(&self.stream).send())
+            .unwrap();
+        let mut v: Vec<(String, u128, u128)> = out
+            .shards()
+            .iter()
+            .filter(|s| {
+                s.sequence_number_range()
+                    .and_then(|r| r.ending_sequence_number())
+                    .is_none()
+            })
+            .map(|s| {
+                let r = s.hash_key_range().unwrap();
+                (
+                    s.shard_id().to_owned(),
+                    r.starting_hash_key().parse().unwrap(),
+                    r.ending_hash_key().parse().unwrap(),
+                )
+            })
+            .collect();
+        v.sort_by_key(|s| s.1);
+        v
+    }
+
+    fn split(&self, shard: &str, at: u128) {
+        self.rt
+            .block_on(
+                self.client
+                    .split_shard()
+                    .stream_name(&self.stream)
+                    .shard_to_split(shard)
+                    .new_starting_hash_key(at.to_string())
+                    .send(),
+            )
+            .unwrap();
+        self.wait_active();
+    }
+
+    fn merge(&self, a: &str, b: &str) {
+        self.rt
+            .block_on(
+                self.client
+                    .merge_shards()
+                    .stream_name(&self.stream)
+                    .shard_to_merge(a)
+                    .adjacent_shard_to_merge(b)
+                    .send(),
+            )
+            .unwrap();
+        self.wait_active();
+    }
+
+    fn sink_toml(&self) -> String {
+        format!(
+            "[sinks.stream]\ntype = \"kinesis\"\nstream = \"{}\"\nregion = \"us-east-1\"\nendpoint = \"{}\"\n\n",
+            self.stream, self.url
+        )
+    }
+}
+
+fn env() -> Vec<(String, String)> {
+    AWS_ENV
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+fn producer(k: &Kinesis) -> Instance {
+    Instance::start(Options {
+        extra_sinks: k.sink_toml(),
+        route_to: vec!["stream".into()],
+        env: env(),
+        ..Options::default()
+    })
+}
+
+/// A worker-only process (its listeners get no traffic) with worker id `id`.
+fn worker(k: &Kinesis, state: &Path, vendor: &Vendor, id: &str) -> Instance {
+    Instance::start(Options {
+        top_extra: format!("state_dir = \"{}\"\n", state.display()),
+        extra_sinks: format!(
+            "{}[sinks.dd]\ntype = \"datadog\"\nendpoint = \"{}\"\napi_key_env = \"SY_TEST_DD_KEY\"\nmax_retries = 0\n\n\
+             [[workers]]\nfrom = \"stream\"\nto = [\"dd\"]\nworker_id = \"{id}\"\nfailover = \"3s\"\n\
+             take_interval = \"1s\"\nmax_records = 50\n",
+            k.sink_toml(),
+            vendor.url()
+        ),
+        env: env()
+            .into_iter()
+            .chain([("SY_TEST_DD_KEY".to_owned(), "k".to_owned())])
+            .collect(),
+        ..Options::default()
+    })
+}
+
+/// Posts round after round (series `kw.{i}` get the value `round`) until `stop`; returns
+/// the number of rounds posted (all answered 202).
+fn traffic(port: u16, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<usize> {
+    std::thread::spawn(move || {
+        let mut round = 0;
+        while !stop.load(Ordering::Relaxed) {
+            round += 1;
+            let series: Vec<String> = (0..SERIES)
+                .map(|i| {
+                    format!(
+                        "{{\"metric\":\"kw.{i}\",\"points\":[[{},{round}]],\"type\":\"gauge\"}}",
+                        1_700_000_000 + round
+                    )
+                })
+                .collect();
+            let body = format!("{{\"series\":[{}]}}", series.join(","));
+            let r = http_post(
+                port,
+                "/api/v1/series",
+                &["DD-API-KEY: client", "Content-Type: application/json"],
+                body.as_bytes(),
+            );
+            assert_eq!(r.status, 202, "round {round}: {}", r.body);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        round
+    })
+}
+
+fn leases(i: &Instance) -> Vec<Value> {
+    let (status, body) = i.get("/v1/leases");
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    v["leases"].as_array().unwrap().clone()
+}
+
+fn open_leases_owned_by(l: &[Value], owner: &str) -> usize {
+    l.iter()
+        .filter(|l| l["checkpoint"]["at"] != "shard_end" && l["owner"] == owner)
+        .count()
+}
+
+/// Waits (bounded) until `cond` holds, returning how long it took.
+fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) -> Duration {
+    let t0 = Instant::now();
+    while !cond() {
+        assert!(t0.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    t0.elapsed()
+}
+
+/// Every value 1..=rounds of every series arrived; returns the values per series.
+fn wait_all_delivered(v: &Vendor, rounds: usize) -> Vec<Vec<u64>> {
+    let mut got = Vec::new();
+    wait_until(
+        "every value of every series at the vendor",
+        Duration::from_secs(90),
+        || {
+            let s = v.stats();
+            got = (0..SERIES)
+                .map(|i| {
+                    s["metrics"][format!("kw.{i}")]["values"]
+                        .as_array()
+                        .map(|a| a.iter().map(|x| x.as_f64().unwrap() as u64).collect())
+                        .unwrap_or_default()
+                })
+                .collect();
+            got.iter()
+                .all(|vals: &Vec<u64>| (1..=rounds as u64).all(|r| vals.contains(&r)))
+        },
+    );
+    got
+}
+
+/// At least once, in order, no gaps: every value 1..=rounds is there, and each value first
+/// arrives after its predecessor first arrived (redeliveries after a failover repeat older
+/// values, which is allowed). Returns the number of duplicates.
+fn assert_in_order_without_gaps(series: usize, vals: &[u64], rounds: usize) -> usize {
+    let mut first = vec![usize::MAX; rounds + 1];
+    for (pos, &v) in vals.iter().enumerate() {
+        assert!(
+            (1..=rounds as u64).contains(&v),
+            "kw.{series}: unexpected value {v}"
+        );
+        if first[v as usize] == usize::MAX {
+            first[v as usize] = pos;
+        }
+    }
+    for r in 2..=rounds {
+        assert!(
+            first[r - 1] < first[r],
+            "kw.{series}: value {r} arrived before {} (values: {vals:?})",
+            r - 1
+        );
+    }
+    vals.len() - rounds
+}
+
+fn state_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "switchyard-e2e-leases-{}-{tag}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn two_worker_processes_fail_over_and_follow_a_split_and_a_merge() {
+    let url = endpoint(
+        "KINESIS_LOCAL_ENDPOINT",
+        "http://127.0.0.1:4568",
+        ".ci/servers/kinesis-local.sh",
+    );
+    let k = Kinesis::new(&url, "failover");
+    let vendor = Vendor::start("datadog", &["--keep-values", "100000"]);
+    let state = state_dir("failover");
+    let prod = producer(&k);
+    let b = worker(&k, &state, &vendor, "wb");
+    let stop = Arc::new(AtomicBool::new(false));
+    let posting = traffic(prod.http, stop.clone());
+
+    // wb takes both shards; wc joins and steals one (balance: ceil(2 / 2) = 1 each).
+    wait_until("wb holds both shards", Duration::from_secs(30), || {
+        open_leases_owned_by(&leases(&b), "wb") == 2
+    });
+    wait_until("points reach the vendor", Duration::from_secs(30), || {
+        vendor.stats()["points"].as_u64().unwrap_or(0) >= (SERIES * 5) as u64
+    });
+    let c = worker(&k, &state, &vendor, "wc");
+    wait_until("wc holds one shard", Duration::from_secs(30), || {
+        open_leases_owned_by(&leases(&c), "wc") == 1
+    });
+
+    // kill -9 wb: wc takes its lease once it expires (failover 3 s, scans every 1 s).
+    b.signal(libc::SIGKILL);
+    let took = wait_until("wc takes wb's shard", Duration::from_secs(20), || {
+        open_leases_owned_by(&leases(&c), "wc") == 2
+    });
+    eprintln!("wc held both shards {took:?} after wb was killed (failover 3 s)");
+
+    // Split the first shard, then merge its upper child with the other shard, while the
+    // traffic flows.
+    let shards = k.open_shards();
+    assert_eq!(shards.len(), 2, "{shards:?}");
+    let (first, start, end) = shards[0].clone();
+    k.split(&first, start + (end - start) / 2 + 1);
+    std::thread::sleep(Duration::from_secs(2));
+    let shards = k.open_shards();
+    assert_eq!(shards.len(), 3, "{shards:?}");
+    k.merge(&shards[1].0, &shards[2].0);
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, Ordering::Relaxed);
+    let rounds = posting.join().unwrap();
+
+    let got = wait_all_delivered(&vendor, rounds);
+    let mut dups = 0;
+    for (i, vals) in got.iter().enumerate() {
+        dups += assert_in_order_without_gaps(i, vals, rounds);
+    }
+    eprintln!("{rounds} rounds x {SERIES} series delivered; {dups} duplicate points");
+
+    // The lineage in the lease table: the split and merged parents finished, the children
+    // name them, and wc holds every open shard.
+    let l = leases(&c);
+    let finished: Vec<&str> = l
+        .iter()
+        .filter(|l| l["checkpoint"]["at"] == "shard_end")
+        .map(|l| l["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(finished.len(), 3, "{l:#?}");
+    assert!(finished.contains(&first.as_str()), "{l:#?}");
+    let merged = l
+        .iter()
+        .find(|l| l["parents"].as_array().is_some_and(|p| p.len() == 2))
+        .unwrap_or_else(|| panic!("no merge child: {l:#?}"));
+    assert_eq!(merged["owner"], "wc", "{l:#?}");
+    assert!(merged["last_renew_age_ms"].as_u64().is_some(), "{merged:#}");
+    assert_eq!(open_leases_owned_by(&l, "wc"), 2, "{l:#?}");
+    let _ = prod.stop();
+    let _ = c.stop();
+    let _ = std::fs::remove_dir_all(&state);
+}
+
+#[test]
+fn a_worker_releases_a_lease_on_request_and_follows_a_split_without_child_shards() {
+    // kinesalite answers the end of a closed shard without ChildShards: the reader finds the
+    // children with ListShards.
+    let url = endpoint(
+        "KINESALITE_ENDPOINT",
+        "http://127.0.0.1:4570",
+        ".ci/servers/kinesalite.sh",
+    );
+    let k = Kinesis::new(&url, "release");
+    let vendor = Vendor::start("datadog", &["--keep-values", "100000"]);
+    let state = state_dir("release");
+    let prod = producer(&k);
+    let w = worker(&k, &state, &vendor, "wr");
+    let stop = Arc::new(AtomicBool::new(false));
+    let posting = traffic(prod.http, stop.clone());
+    wait_until("wr holds both shards", Duration::from_secs(30), || {
+        open_leases_owned_by(&leases(&w), "wr") == 2
+    });
+    let key = leases(&w)[0]["key"].as_str().unwrap().to_owned();
+    // Unknown lease: 404; a held one: released (200), then taken back after failover.
+    let r = http_request(w.control, "POST", "/v1/leases/nope/release", &[], b"");
+    assert_eq!(r.status, 404, "{}", r.body);
+    let r = http_request(
+        w.control,
+        "POST",
+        &format!("/v1/leases/{key}/release"),
+        &[],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let released: Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(released["released"]["owner"], Value::Null, "{released:#}");
+    let r = http_request(
+        w.control,
+        "POST",
+        &format!("/v1/leases/{key}/release"),
+        &[],
+        b"",
+    );
+    assert_eq!(r.status, 409, "not held any more: {}", r.body);
+    wait_until("wr takes the released lease back", Duration::from_secs(30), || {
+        open_leases_owned_by(&leases(&w), "wr") == 2
+    });
+
+    let shards = k.open_shards();
+    let (first, start, end) = shards[0].clone();
+    k.split(&first, start + (end - start) / 2 + 1);
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, Ordering::Relaxed);
+    let rounds = posting.join().unwrap();
+    let got = wait_all_delivered(&vendor, rounds);
+    for (i, vals) in got.iter().enumerate() {
+        assert_in_order_without_gaps(i, vals, rounds);
+    }
+    let l = leases(&w);
+    let children: Vec<&Value> = l
+        .iter()
+        .filter(|l| l["parents"].as_array().is_some_and(|p| p == &[Value::from(first.clone())]))
+        .collect();
+    assert_eq!(children.len(), 2, "{l:#?}");
+    let text = w.log_text();
+    assert!(text.contains("lease released on request"), "{text}");
+    let _ = prod.stop();
+    let _ = w.stop();
+    let _ = std::fs::remove_dir_all(&state);
+}
