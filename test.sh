@@ -35,7 +35,7 @@ for server in kinesis-local kinesalite dynalite tansu; do
 done
 
 export SWITCHYARD_TEST_PYTHON="$PWD/.venv/bin/python"
-features=(--features switchyard-lease/dynamodb,switchyard-sinks/kafka)
+features=(--features switchyard-lease/dynamodb,switchyard-sinks/kafka,switchyard-workers/kafka,switchyard/kafka,switchyard/dynamodb)
 if command -v cargo-nextest >/dev/null 2>&1; then
   cargo nextest run --workspace "${features[@]}" --no-fail-fast "$@"
 else

@@ -199,6 +199,28 @@ impl GroupConsumer {
         Ok(v)
     }
 
+    /// Records between this member's position and the high watermark of its assigned
+    /// partitions, summed. Partitions without a position yet (nothing fetched since they
+    /// were assigned) are not counted. One `ListOffsets` request per partition: call it
+    /// now and then, not per record.
+    ///
+    /// # Errors
+    /// The assignment or a partition's watermarks could not be read in time.
+    pub fn lag(&self, timeout: Duration) -> Result<u64, Error> {
+        let pos = self.inner.position()?;
+        let mut lag = 0u64;
+        for e in pos.elements() {
+            let Some(at) = e.offset().to_raw().filter(|o| *o >= 0) else {
+                continue;
+            };
+            let (_, high) = self
+                .inner
+                .fetch_watermarks(e.topic(), e.partition(), timeout)?;
+            lag += u64::try_from(high - at).unwrap_or(0);
+        }
+        Ok(lag)
+    }
+
     /// Committed offsets of the assigned partitions (next record to read), by partition.
     ///
     /// # Errors

@@ -18,6 +18,8 @@ mod e2e {
     mod deploy;
     mod http;
     mod input;
+    #[cfg(feature = "kafka")]
+    mod kafka_workers;
     mod kinesis_workers;
     mod migration;
     mod proxy;

@@ -7,6 +7,8 @@
 //!   it is delivered: a record is never skipped.
 //! - [`local_log`]: the local-log worker (consumer offsets in the log).
 //! - [`kinesis`]: the Kinesis worker (one lease per shard, `switchyard-lease`).
+//! - `kafka` (cargo feature `kafka`): the Kafka worker (a consumer-group member,
+//!   `switchyard-kafka`; offsets committed after delivery).
 //!
 //! At least once: a position (consumer offset, lease checkpoint) is committed only after
 //! every `to` sink delivered every payload of every record before it (or dropped it for a
@@ -25,6 +27,8 @@
 
 pub mod convert;
 pub mod deliver;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub mod kinesis;
 pub mod local_log;
 
@@ -232,6 +236,21 @@ pub fn spawn_workers_with(
                 rt.leases.push(access);
                 Box::new(move || worker.run())
             }
+            #[cfg(feature = "kafka")]
+            SinkKind::Kafka(s) => {
+                let delivery = Delivery::new(&name, spec.build(&name)?, stats.clone());
+                let worker = kafka::KafkaWorker::new(
+                    &name,
+                    &s,
+                    w,
+                    delivery,
+                    stats,
+                    stop.clone(),
+                    abort.clone(),
+                )?;
+                Box::new(move || worker.run())
+            }
+            #[cfg(not(feature = "kafka"))]
             SinkKind::Kafka(_) => return Err(WorkerError::Unsupported(name, "kafka")),
             _ => {
                 return Err(WorkerError::Config(
