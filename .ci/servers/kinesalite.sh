@@ -7,6 +7,7 @@ set -euo pipefail
 PORT=${KINESALITE_PORT:-4570}
 if answering "$PORT"; then echo "kinesalite already answering on :$PORT"; exit 0; fi
 DIR=$(npm_install kinesalite kinesalite@3.3.3 cli.js)
+# --shardLimit: the default (10 shards per account) is soon used up by the tests' streams.
 nohup node "$DIR/cli.js" --host 127.0.0.1 --port "$PORT" \
-  --createStreamMs 0 --deleteStreamMs 0 --updateStreamMs 0 > "$ROOT/.ci/cache/kinesalite.log" 2>&1 &
+  --createStreamMs 0 --deleteStreamMs 0 --updateStreamMs 0 --shardLimit 100000 > "$ROOT/.ci/cache/kinesalite.log" 2>&1 &
 wait_answering kinesalite "$PORT" $!

@@ -386,3 +386,38 @@ pub(super) fn range(r: &aws_sdk_kinesis::types::HashKeyRange) -> Option<HashRang
         end: r.ending_hash_key().parse().ok()?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seq(s: &str) -> SequenceNumber {
+        SequenceNumber::parse(s).unwrap()
+    }
+
+    #[test]
+    fn a_checkpoint_covers_the_user_records_at_or_before_it() {
+        let cp = Position::After(
+            seq("49590338271490256608559692538361571095921575989136588898"),
+            2,
+        );
+        let s = seq("49590338271490256608559692538361571095921575989136588898");
+        assert!(cp.covers(&s, 0));
+        assert!(cp.covers(&s, 2));
+        assert!(
+            !cp.covers(&s, 3),
+            "the next sub-record of the same aggregate"
+        );
+        assert!(cp.covers(
+            &seq("49590338271490256608559692538361571095921575989136588897"),
+            9
+        ));
+        assert!(!cp.covers(
+            &seq("49590338271490256608559692538361571095921575989136588899"),
+            0
+        ));
+        // A non-aggregated record checkpointed at sub 0 is not read again.
+        assert!(Position::After(seq("7"), 0).covers(&seq("7"), 0));
+        assert!(!Position::TrimHorizon.covers(&seq("1"), 0));
+    }
+}
