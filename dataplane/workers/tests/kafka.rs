@@ -205,7 +205,7 @@ fn tansu_two_workers_share_partitions_and_the_survivor_takes_over() {
         a_lines,
         "a stopped"
     );
-    let [_, _, _, decode_errors, _, committed] = pb.snapshot();
+    let [_, _, _, decode_errors, _, committed, ..] = pb.snapshot();
     assert_eq!(decode_errors, 0);
     assert!(committed > 0, "b committed offsets: {:?}", pb.snapshot());
 
@@ -307,7 +307,7 @@ fn tansu_a_record_is_committed_only_once_delivered() {
     });
     // Stopped while redelivering: at the deadline the record is abandoned uncommitted.
     assert!(!failing.shutdown(Duration::from_millis(300)));
-    let [read, delivered_records, redeliveries, _, _, committed] = probe.snapshot();
+    let [read, delivered_records, redeliveries, _, _, committed, ..] = probe.snapshot();
     assert_eq!(read, 1);
     assert_eq!(delivered_records, 0);
     assert!(redeliveries >= 1);
@@ -327,7 +327,7 @@ fn tansu_a_record_is_committed_only_once_delivered() {
         has_rounds(&[&out], 0..1)
     });
     assert!(w.shutdown(Duration::from_secs(10)));
-    let [read, delivered_records, _, _, _, committed] = p.snapshot();
+    let [read, delivered_records, _, _, _, committed, ..] = p.snapshot();
     assert_eq!((read, delivered_records), (1, 1));
     assert_eq!(committed, 1, "the offset after the one record");
 }

@@ -83,7 +83,7 @@ max_records = 2
         assert!(workers.shutdown(Duration::from_secs(10)));
         let got = lines(&out);
         assert_eq!(got.len(), 50 * (round + 1), "round {round}");
-        let [read, delivered, redeliveries, decode_errors, lag, committed] = probe.snapshot();
+        let [read, delivered, redeliveries, decode_errors, lag, committed, ..] = probe.snapshot();
         assert_eq!(
             (read, delivered),
             (5, 5),
@@ -203,7 +203,7 @@ to = ["dd"]
     let got = got.lock().unwrap();
     assert_eq!(got.len(), 1, "accepted once");
     assert_eq!(got[0]["series"].as_array().unwrap().len(), 7);
-    let [read, delivered, redeliveries, _, lag, committed] = probe.snapshot();
+    let [read, delivered, redeliveries, _, lag, committed, ..] = probe.snapshot();
     assert_eq!((read, delivered, lag, committed), (1, 1, 0, 1));
     assert_eq!(redeliveries, 3, "three failed attempts, each sent again");
 }
