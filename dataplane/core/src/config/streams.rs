@@ -50,7 +50,20 @@ pub struct KinesisSettings {
     pub endpoint: Option<String>,
     /// Shared stream settings.
     pub stream_settings: StreamSettings,
+    /// Bytes per second offered to one shard at most (data plus partition key).
+    pub shard_bytes_per_sec: u64,
+    /// Records per second offered to one shard at most.
+    pub shard_records_per_sec: u64,
+    /// How long the sink waits for more queue items to share records and calls.
+    pub linger: Duration,
 }
+
+/// A Kinesis shard's write limit in bytes per second (1 MiB/s).
+pub const KINESIS_SHARD_BYTES_PER_SEC: u64 = 1 << 20;
+/// A Kinesis shard's write limit in records per second.
+pub const KINESIS_SHARD_RECORDS_PER_SEC: u64 = 1000;
+/// Longest `linger` accepted.
+pub const MAX_LINGER: Duration = Duration::from_secs(5);
 
 /// Settings of a Kafka sink (cargo feature `kafka`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,6 +156,18 @@ fn default_batch_records() -> usize {
     1000
 }
 
+pub(super) fn default_shard_bytes_per_sec() -> u64 {
+    KINESIS_SHARD_BYTES_PER_SEC
+}
+
+pub(super) fn default_shard_records_per_sec() -> u64 {
+    KINESIS_SHARD_RECORDS_PER_SEC
+}
+
+pub(super) fn default_linger() -> Duration {
+    Duration::from_millis(200)
+}
+
 pub(super) fn default_segment_bytes() -> u64 {
     128 << 20
 }
@@ -210,6 +235,26 @@ pub(super) fn validate_stream_sink(s: &SinkConfig) -> Result<(), (String, String
                         format!("`{u}` is not an http:// or https:// URL"),
                     ));
                 }
+            }
+            if !(1024..=KINESIS_SHARD_BYTES_PER_SEC).contains(&s.shard_bytes_per_sec) {
+                return Err((
+                    ".shard_bytes_per_sec".into(),
+                    format!(
+                        "must be 1024 to {KINESIS_SHARD_BYTES_PER_SEC} (a shard's write limit)"
+                    ),
+                ));
+            }
+            if !(1..=KINESIS_SHARD_RECORDS_PER_SEC).contains(&s.shard_records_per_sec) {
+                return Err((
+                    ".shard_records_per_sec".into(),
+                    format!("must be 1 to {KINESIS_SHARD_RECORDS_PER_SEC} (a shard's write limit)"),
+                ));
+            }
+            if s.linger > MAX_LINGER {
+                return Err((
+                    ".linger".into(),
+                    format!("must be at most {}s", MAX_LINGER.as_secs()),
+                ));
             }
         }
         SinkType::Kafka => {
