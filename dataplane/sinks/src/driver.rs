@@ -12,6 +12,13 @@
 //! accounts every value as delivered or dropped by reason. At shutdown the queue's senders
 //! are dropped and the workers drain what is queued; anything left when the deadline passes
 //! (queued, or waiting for a retry) is counted as dropped (`shutdown`).
+//!
+//! A sink that delivers several items together (the Kinesis sink's `linger`) takes the
+//! following queued items itself with [`Ctx::next_item`] while it handles one: they count as
+//! received when taken, and every value of every item taken is settled before `handle`
+//! returns, so nothing sits in a sink between items (the ledger's `in_flight` covers them
+//! meanwhile) and the payload bytes of the items handled together are split over their
+//! values together.
 
 use crate::sink::AnySink;
 use crate::slots::{SinkSlots, Slot};

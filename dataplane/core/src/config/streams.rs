@@ -389,3 +389,47 @@ pub(super) fn validate_worker(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, SinkKind};
+    use std::time::Duration;
+
+    fn kinesis(extra: &str) -> Result<Config, String> {
+        Config::from_toml(&format!(
+            "[sinks.k]\ntype = \"kinesis\"\nstream = \"m\"\n{extra}\n[[routes]]\nname = \"r\"\nto = [\"k\"]\n"
+        ))
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn kinesis_pacing_defaults_to_the_shard_limits_and_is_validated() {
+        let c = kinesis("").unwrap();
+        let SinkKind::Kinesis(k) = c.sinks["k"].kind() else {
+            panic!("kinesis")
+        };
+        assert_eq!(k.shard_bytes_per_sec, 1 << 20);
+        assert_eq!(k.shard_records_per_sec, 1000);
+        assert_eq!(k.linger, Duration::from_millis(200));
+        let c = kinesis("shard_bytes_per_sec = 65536\nshard_records_per_sec = 50\nlinger = \"0s\"")
+            .unwrap();
+        let SinkKind::Kinesis(k) = c.sinks["k"].kind() else {
+            panic!("kinesis")
+        };
+        assert_eq!(
+            (k.shard_bytes_per_sec, k.shard_records_per_sec),
+            (65536, 50)
+        );
+        assert!(k.linger.is_zero());
+        for (bad, key) in [
+            ("shard_bytes_per_sec = 2000000", "shard_bytes_per_sec"),
+            ("shard_bytes_per_sec = 10", "shard_bytes_per_sec"),
+            ("shard_records_per_sec = 0", "shard_records_per_sec"),
+            ("shard_records_per_sec = 1001", "shard_records_per_sec"),
+            ("linger = \"10s\"", "linger"),
+        ] {
+            let e = kinesis(bad).unwrap_err();
+            assert!(e.contains(key), "{bad}: {e}");
+        }
+    }
+}
