@@ -254,6 +254,11 @@ compression_level = {a.level}\nqueue_batches = {a.queue}
             "records_per_s": len(mine) / span, "bytes_per_s": sum(r[2] for r in mine) / span,
             "peak_second_records": max((v[0] for v in secs.values()), default=0),
             "peak_second_bytes": max((v[1] for v in secs.values()), default=0),
+            # Mean over the arrival seconds in which the shard received anything.
+            "busy_seconds": len(secs),
+            "busy_second_bytes": sum(v[1] for v in secs.values()) / max(len(secs), 1),
+            "busy_second_records": sum(v[0] for v in secs.values()) / max(len(secs), 1),
+            "seconds_over_byte_limit": sum(1 for v in secs.values() if v[1] > SHARD_BYTES_S),
             "max_record_bytes": max((r[2] for r in mine), default=0),
         }
     sink_cpu, all_cpu = sink1 - sink0, proc1 - proc0
@@ -286,6 +291,9 @@ compression_level = {a.level}\nqueue_batches = {a.queue}
         "shard_bytes_per_s_mean": statistics.mean(s["bytes_per_s"] for s in per_shard.values()),
         "shard_peak_records_per_s": max(s["peak_second_records"] for s in per_shard.values()),
         "shard_peak_bytes_per_s": max(s["peak_second_bytes"] for s in per_shard.values()),
+        "shard_busy_second_bytes": statistics.mean(s["busy_second_bytes"] for s in per_shard.values()),
+        "shard_busy_second_records": statistics.mean(s["busy_second_records"] for s in per_shard.values()),
+        "shard_seconds_over_byte_limit": sum(s["seconds_over_byte_limit"] for s in per_shard.values()),
         "sink_cpu_s": sink_cpu, "process_cpu_s": all_cpu,
         "sink_cpu_ms_per_item": sink_cpu * 1e3 / items if items else None,
         "sink_cpu_s_per_mib": sink_cpu / (rbytes / MIB) if rbytes else None,
@@ -318,7 +326,8 @@ def main():
     runs = [run_once(a, a.bin_dir, rep) for rep in range(a.reps)]
     keys = ("call_ms_mean", "records_per_call", "bytes_per_call", "bytes_per_record", "user_records_per_record",
             "shard_records_per_s_mean", "shard_bytes_per_s_mean", "shard_peak_records_per_s",
-            "shard_peak_bytes_per_s", "sink_cpu_ms_per_item", "sink_cpu_s_per_mib")
+            "shard_peak_bytes_per_s", "shard_busy_second_bytes", "shard_busy_second_records",
+            "shard_seconds_over_byte_limit", "sink_cpu_ms_per_item", "sink_cpu_s_per_mib")
     med = {k: statistics.median([r[k] for r in runs if r[k] is not None] or [0]) for k in keys}
     row = {"mode": a.mode, "rate": a.rate, "series": a.series, "flush": a.flush,
            "reps": a.reps, "median": med,

@@ -11,7 +11,8 @@ mod streams;
 
 pub use streams::{
     BatchEncoding, KafkaSettings, KinesisSettings, LeaseStoreKind, LocalLogSettings,
-    StreamSettings, WorkerConfig,
+    StreamSettings, WorkerConfig, KINESIS_SHARD_BYTES_PER_SEC, KINESIS_SHARD_RECORDS_PER_SEC,
+    MAX_LINGER,
 };
 
 use crate::aggregate::GaugeDialect;
@@ -371,6 +372,16 @@ pub struct SinkConfig {
     /// Local log: age kept.
     #[serde(default = "streams::default_retention_age", with = "humantime_serde")]
     pub retention_age: Duration,
+    /// Kinesis: bytes per second offered to one shard at most (its write limit, 1 MiB/s).
+    #[serde(default = "streams::default_shard_bytes_per_sec")]
+    pub shard_bytes_per_sec: u64,
+    /// Kinesis: records per second offered to one shard at most (its write limit, 1000/s).
+    #[serde(default = "streams::default_shard_records_per_sec")]
+    pub shard_records_per_sec: u64,
+    /// Kinesis: how long the sink waits for more queue items to aggregate into the same
+    /// records before it puts them (`0s`: one item at a time).
+    #[serde(default = "streams::default_linger", with = "humantime_serde")]
+    pub linger: Duration,
 }
 
 fn default_queue_batches() -> usize {
@@ -561,6 +572,9 @@ impl SinkConfig {
                 region: self.region.clone(),
                 endpoint: self.endpoint.clone(),
                 stream_settings: self.stream_settings(),
+                shard_bytes_per_sec: self.shard_bytes_per_sec,
+                shard_records_per_sec: self.shard_records_per_sec,
+                linger: self.linger,
             }),
             (SinkType::Kafka, _) => SinkKind::Kafka(KafkaSettings {
                 brokers: self.brokers.clone().unwrap_or_default(),

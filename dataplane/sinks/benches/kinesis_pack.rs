@@ -10,6 +10,7 @@
     missing_docs
 )]
 
+use std::collections::VecDeque;
 use std::time::Instant;
 use switchyard_core::model::{SeriesBatch, SeriesType};
 use switchyard_sinks::sink::kinesis::pack::{plan_call, Entry, Packer};
@@ -61,22 +62,19 @@ fn shards(n: u128) -> ShardMap {
 }
 
 fn report(label: &str, entries: &[Entry], nshards: usize, points: u64) {
-    let mut taken = Vec::new();
-    let mut queue = entries.to_vec();
+    let mut take = Vec::new();
+    let mut queues: Vec<VecDeque<Entry>> = vec![VecDeque::new(); nshards];
+    for e in entries {
+        queues[e.shard].push_back(e.clone());
+    }
     let mut calls = Vec::new();
-    while !queue.is_empty() {
-        plan_call(&queue, |_| true, &mut taken);
-        let bytes: usize = taken.iter().map(|&p| queue[p].record.size()).sum();
-        calls.push((taken.len(), bytes));
-        let mut mask = vec![false; queue.len()];
-        for &p in &taken {
-            mask[p] = true;
+    while queues.iter().any(|q| !q.is_empty()) {
+        let n = plan_call(&queues, |_, _| true, &mut take);
+        let mut bytes = 0;
+        for (q, &k) in queues.iter_mut().zip(&take) {
+            bytes += q.drain(..k).map(|e| e.record.size()).sum::<usize>();
         }
-        let mut i = 0;
-        queue.retain(|_| {
-            i += 1;
-            !mask[i - 1]
-        });
+        calls.push((n, bytes));
     }
     let recs = entries.len() as f64;
     let bytes: f64 = entries.iter().map(|e| e.record.size() as f64).sum();

@@ -12,6 +12,13 @@
 //! accounts every value as delivered or dropped by reason. At shutdown the queue's senders
 //! are dropped and the workers drain what is queued; anything left when the deadline passes
 //! (queued, or waiting for a retry) is counted as dropped (`shutdown`).
+//!
+//! A sink that delivers several items together (the Kinesis sink's `linger`) takes the
+//! following queued items itself with [`Ctx::next_item`] while it handles one: they count as
+//! received when taken, and every value of every item taken is settled before `handle`
+//! returns, so nothing sits in a sink between items (the ledger's `in_flight` covers them
+//! meanwhile) and the payload bytes of the items handled together are split over their
+//! values together.
 
 use crate::sink::AnySink;
 use crate::slots::{SinkSlots, Slot};
@@ -439,6 +446,8 @@ impl Worker {
             abort: &self.abort,
             policy: self.policy,
             tally: Tally::default(),
+            queue: Some(&self.rx),
+            extra_bytes: Cell::new(0),
         };
         loop {
             let item = match self.rx.recv_timeout(Duration::from_millis(200)) {
@@ -454,26 +463,14 @@ impl Worker {
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
             };
-            match &item {
-                Egress::Series(b) => {
-                    SinkStats::add(&self.stats.batches, 1);
-                    SinkStats::add(&self.stats.values_received, b.len() as u64);
-                    SinkStats::add(&self.stats.series_received, b.len() as u64);
-                }
-                Egress::Payload(p) => {
-                    SinkStats::add(&self.stats.payloads, 1);
-                    SinkStats::add(&self.stats.values_received, p.points);
-                    SinkStats::add(&self.stats.series_received, p.series);
-                    SinkStats::add(
-                        &self.stats.payload_bytes_received,
-                        p.body.bytes.len() as u64,
-                    );
-                }
-            }
+            count_received(&self.stats, &item);
             ctx.tally.reset();
+            ctx.extra_bytes.set(0);
             sink.handle(&item, &ctx);
-            if let Egress::Payload(p) = &item {
-                let bytes = p.body.bytes.len() as u64;
+            // The payload bytes of every item handled together (the sink may have taken more
+            // with `Ctx::next_item`), split over their values together.
+            let bytes = payload_bytes(&item) + ctx.extra_bytes.take();
+            if bytes > 0 {
                 ctx.tally.split_bytes(bytes, &self.stats);
                 self.stats.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
             }
@@ -482,6 +479,31 @@ impl Worker {
             }
         }
         let _ = sink.flush();
+    }
+}
+
+/// Counts an item taken off the queue as received.
+fn count_received(stats: &SinkStats, item: &Egress) {
+    match item {
+        Egress::Series(b) => {
+            SinkStats::add(&stats.batches, 1);
+            SinkStats::add(&stats.values_received, b.len() as u64);
+            SinkStats::add(&stats.series_received, b.len() as u64);
+        }
+        Egress::Payload(p) => {
+            SinkStats::add(&stats.payloads, 1);
+            SinkStats::add(&stats.values_received, p.points);
+            SinkStats::add(&stats.series_received, p.series);
+            SinkStats::add(&stats.payload_bytes_received, p.body.bytes.len() as u64);
+        }
+    }
+}
+
+/// Body bytes of a payload (0 for a statsd batch).
+fn payload_bytes(item: &Egress) -> u64 {
+    match item {
+        Egress::Payload(p) => p.body.bytes.len() as u64,
+        Egress::Series(_) => 0,
     }
 }
 
@@ -496,6 +518,10 @@ pub struct Ctx<'a> {
     policy: RetryPolicy,
     /// What became of the current item's values (for its byte split).
     tally: Tally,
+    /// The queue the driver's worker serves (`None` when a caller drives the sink itself).
+    queue: Option<&'a Receiver<Egress>>,
+    /// Payload body bytes of the items taken with [`Ctx::next_item`] for the current one.
+    extra_bytes: Cell<u64>,
 }
 
 /// Values of the current item delivered and dropped by reason.
@@ -579,6 +605,8 @@ impl<'a> Ctx<'a> {
             abort,
             policy,
             tally: Tally::default(),
+            queue: None,
+            extra_bytes: Cell::new(0),
         }
     }
 
@@ -606,6 +634,29 @@ impl Ctx<'_> {
     /// loops stop and drop what is left as `shutdown`).
     pub fn aborting(&self) -> bool {
         self.abort.load(Ordering::Relaxed)
+    }
+
+    /// Takes the next queued item, waiting up to `wait`, for a sink that delivers several
+    /// items together (the Kinesis sink's `linger`). The item counts as received now and
+    /// becomes part of the current one: every value it carries must be accounted (delivered
+    /// or dropped) before [`AnySink::handle`] returns, and the payload bytes of the items
+    /// handled together are split over their values together. `None` when the caller drives
+    /// the sink itself (no queue), when nothing arrives within `wait`, when the queue is
+    /// closed and empty (shutdown), or when the runtime is aborting.
+    pub fn next_item(&self, wait: Duration) -> Option<Egress> {
+        let rx = self.queue?;
+        if self.aborting() {
+            return None;
+        }
+        let item = if wait.is_zero() {
+            rx.try_recv().ok()?
+        } else {
+            rx.recv_timeout(wait).ok()?
+        };
+        count_received(self.stats, &item);
+        self.extra_bytes
+            .set(self.extra_bytes.get() + payload_bytes(&item));
+        Some(item)
     }
 
     /// Counts `n` values as dropped for `reason`.
@@ -773,6 +824,8 @@ mod tests {
                 cap: Duration::from_millis(2),
             },
             tally: Tally::default(),
+            queue: None,
+            extra_bytes: Cell::new(0),
         }
     }
 

@@ -50,7 +50,20 @@ pub struct KinesisSettings {
     pub endpoint: Option<String>,
     /// Shared stream settings.
     pub stream_settings: StreamSettings,
+    /// Bytes per second offered to one shard at most (data plus partition key).
+    pub shard_bytes_per_sec: u64,
+    /// Records per second offered to one shard at most.
+    pub shard_records_per_sec: u64,
+    /// How long the sink waits for more queue items to share records and calls.
+    pub linger: Duration,
 }
+
+/// A Kinesis shard's write limit in bytes per second (1 MiB/s).
+pub const KINESIS_SHARD_BYTES_PER_SEC: u64 = 1 << 20;
+/// A Kinesis shard's write limit in records per second.
+pub const KINESIS_SHARD_RECORDS_PER_SEC: u64 = 1000;
+/// Longest `linger` accepted.
+pub const MAX_LINGER: Duration = Duration::from_secs(5);
 
 /// Settings of a Kafka sink (cargo feature `kafka`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,6 +156,18 @@ fn default_batch_records() -> usize {
     1000
 }
 
+pub(super) fn default_shard_bytes_per_sec() -> u64 {
+    KINESIS_SHARD_BYTES_PER_SEC
+}
+
+pub(super) fn default_shard_records_per_sec() -> u64 {
+    KINESIS_SHARD_RECORDS_PER_SEC
+}
+
+pub(super) fn default_linger() -> Duration {
+    Duration::from_millis(200)
+}
+
 pub(super) fn default_segment_bytes() -> u64 {
     128 << 20
 }
@@ -210,6 +235,26 @@ pub(super) fn validate_stream_sink(s: &SinkConfig) -> Result<(), (String, String
                         format!("`{u}` is not an http:// or https:// URL"),
                     ));
                 }
+            }
+            if !(1024..=KINESIS_SHARD_BYTES_PER_SEC).contains(&s.shard_bytes_per_sec) {
+                return Err((
+                    ".shard_bytes_per_sec".into(),
+                    format!(
+                        "must be 1024 to {KINESIS_SHARD_BYTES_PER_SEC} (a shard's write limit)"
+                    ),
+                ));
+            }
+            if !(1..=KINESIS_SHARD_RECORDS_PER_SEC).contains(&s.shard_records_per_sec) {
+                return Err((
+                    ".shard_records_per_sec".into(),
+                    format!("must be 1 to {KINESIS_SHARD_RECORDS_PER_SEC} (a shard's write limit)"),
+                ));
+            }
+            if s.linger > MAX_LINGER {
+                return Err((
+                    ".linger".into(),
+                    format!("must be at most {}s", MAX_LINGER.as_secs()),
+                ));
             }
         }
         SinkType::Kafka => {
@@ -343,4 +388,48 @@ pub(super) fn validate_worker(
         return Err((".max_records".into(), "must be greater than 0".into()));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{Config, SinkKind};
+    use std::time::Duration;
+
+    fn kinesis(extra: &str) -> Result<Config, String> {
+        Config::from_toml(&format!(
+            "[sinks.k]\ntype = \"kinesis\"\nstream = \"m\"\n{extra}\n[[routes]]\nname = \"r\"\nto = [\"k\"]\n"
+        ))
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn kinesis_pacing_defaults_to_the_shard_limits_and_is_validated() {
+        let c = kinesis("").unwrap();
+        let SinkKind::Kinesis(k) = c.sinks["k"].kind() else {
+            panic!("kinesis")
+        };
+        assert_eq!(k.shard_bytes_per_sec, 1 << 20);
+        assert_eq!(k.shard_records_per_sec, 1000);
+        assert_eq!(k.linger, Duration::from_millis(200));
+        let c = kinesis("shard_bytes_per_sec = 65536\nshard_records_per_sec = 50\nlinger = \"0s\"")
+            .unwrap();
+        let SinkKind::Kinesis(k) = c.sinks["k"].kind() else {
+            panic!("kinesis")
+        };
+        assert_eq!(
+            (k.shard_bytes_per_sec, k.shard_records_per_sec),
+            (65536, 50)
+        );
+        assert!(k.linger.is_zero());
+        for (bad, key) in [
+            ("shard_bytes_per_sec = 2000000", "shard_bytes_per_sec"),
+            ("shard_bytes_per_sec = 10", "shard_bytes_per_sec"),
+            ("shard_records_per_sec = 0", "shard_records_per_sec"),
+            ("shard_records_per_sec = 1001", "shard_records_per_sec"),
+            ("linger = \"10s\"", "linger"),
+        ] {
+            let e = kinesis(bad).unwrap_err();
+            assert!(e.contains(key), "{bad}: {e}");
+        }
+    }
 }

@@ -1,5 +1,18 @@
-//! Kinesis Data Streams sink: every queue item becomes KPL-aggregated `PutRecords` entries,
-//! one stream batch per destination shard (see [`pack`] for the layout).
+//! Kinesis Data Streams sink: queue items become KPL-aggregated `PutRecords` entries, one
+//! stream batch (envelope) per item and destination shard, many envelopes per record (see
+//! [`pack`] for the layout).
+//!
+//! - Aggregation across items: after the item the driver hands it, the sink takes more
+//!   queued items for up to `linger` (default 200 ms; [`Ctx::next_item`]) or until a call's
+//!   worth is gathered, so the envelopes of small items (HTTP payloads) share records and
+//!   calls. Every item taken is settled (delivered or dropped) before `handle` returns, so
+//!   the ledger holds no value in a buffer between items and nothing is left at shutdown.
+//! - Pacing: a token bucket per shard for bytes and one for records (`shard_bytes_per_sec`,
+//!   `shard_records_per_sec`, by default the AWS write limits 1 MiB/s and 1000 records/s, a
+//!   burst of [`shards::BURST`]); a record goes only when its shard has the tokens, so the
+//!   sink never offers a shard more than its limits. Calls take the records of every shard
+//!   with tokens in turn; when none has, the sink waits (the queue behind it fills and the
+//!   intake pushes back). Records are at most one burst large.
 //!
 //! - Client: `aws-sdk-kinesis` on the sink's own tokio current-thread runtime (the sink
 //!   worker is a plain thread and `block_on`s each call). Region and credentials come from the
@@ -38,9 +51,10 @@ use crate::SinkError;
 use aws_sdk_kinesis::error::ProvideErrorMetadata;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
-use pack::{plan_call, Entry, Packer};
+use pack::{plan_call, Entry, Packer, MAX_CALL_BYTES, MAX_CALL_RECORDS};
 use rand::Rng;
-use shards::ShardMap;
+use shards::{Pacer, ShardMap};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 use switchyard_core::config::{BatchEncoding, Compression as CfgCompression, KinesisSettings};
 use switchyard_core::egress::Egress;
@@ -75,7 +89,16 @@ pub struct KinesisSink {
     scratch: super::ParseScratch,
     max_retries: u32,
     throttle: Vec<Throttle>,
+    pacer: Pacer,
+    linger: Duration,
+    /// Records waiting to be put, by shard index.
+    queues: Vec<VecDeque<Entry>>,
+    take: Vec<usize>,
 }
+
+/// Longest single sleep while waiting for a shard's tokens or backoff (abort is checked
+/// between sleeps).
+const WAIT_SLICE: Duration = Duration::from_millis(50);
 
 impl std::fmt::Debug for KinesisSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -169,6 +192,9 @@ impl KinesisSink {
         let encoder =
             StreamEncoder::with_level(TranslateConfig::default(), i32::from(ss.compression_level))
                 .map_err(|e| SinkError::Fatal(format!("kinesis compression level: {e}")))?;
+        let pacer = Pacer::new(s.shard_bytes_per_sec, s.shard_records_per_sec);
+        // A record larger than a shard's burst could never be offered within its rate.
+        let max_record = max_record.min(pacer.burst_bytes().max(1024));
         let mut sink = Self {
             rt,
             client,
@@ -181,6 +207,10 @@ impl KinesisSink {
             scratch: super::ParseScratch::default(),
             max_retries: ss.max_retries,
             throttle: Vec::new(),
+            pacer,
+            linger: s.linger,
+            queues: Vec::new(),
+            take: Vec::new(),
         };
         sink.refresh_shards().map_err(SinkError::Fatal)?;
         Ok(sink)
@@ -238,13 +268,59 @@ impl KinesisSink {
         }
         self.map = map;
         self.throttle = vec![Throttle::default(); self.map.len()];
+        self.pacer.remap(&self.map, Instant::now());
+        self.queues.truncate(self.map.len());
+        self.queues.resize_with(self.map.len(), VecDeque::new);
         self.refreshed = Some(Instant::now());
         self.stale = false;
         Ok(())
     }
 
-    /// Delivers one queue item.
+    /// Delivers one queue item, and the items [`Ctx::next_item`] hands over within
+    /// `linger`: every value of each ends delivered or dropped before this returns.
     pub fn handle(&mut self, item: &Egress, ctx: &Ctx<'_>) {
+        // Nothing is open or queued between calls, so the map may change here.
+        if self.stale || self.refreshed.is_none_or(|t| t.elapsed() >= SHARD_REFRESH) {
+            match self.refresh_shards() {
+                Ok(()) => SinkStats::add(&ctx.stats.stream.shard_refreshes, 1),
+                Err(e) => {
+                    tracing::warn!(sink = ctx.name, error = %e, "shard map refresh failed; keeping the previous map");
+                }
+            }
+        }
+        self.add_item(item, ctx);
+        if !self.linger.is_zero() {
+            let until = Instant::now() + self.linger;
+            while self.gathered_bytes() < MAX_CALL_BYTES
+                && self.queues.iter().map(VecDeque::len).sum::<usize>() < MAX_CALL_RECORDS
+            {
+                let left = until.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                match ctx.next_item(left) {
+                    Some(next) => self.add_item(&next, ctx),
+                    None => break,
+                }
+            }
+        }
+        self.packer.finish(&mut self.queues);
+        self.send(ctx);
+    }
+
+    /// Bytes gathered: queued records and open aggregates.
+    fn gathered_bytes(&self) -> usize {
+        self.packer.open_bytes()
+            + self
+                .queues
+                .iter()
+                .flatten()
+                .map(|e| e.record.size())
+                .sum::<usize>()
+    }
+
+    /// Packs one item's series into the open aggregates (full records join the queues).
+    fn add_item(&mut self, item: &Egress, ctx: &Ctx<'_>) {
         let total = item.points();
         self.batch.clear();
         match item {
@@ -267,16 +343,7 @@ impl KinesisSink {
         if held < total {
             ctx.drop_values(DropReason::Translation, total - held);
         }
-        if self.stale || self.refreshed.is_none_or(|t| t.elapsed() >= SHARD_REFRESH) {
-            match self.refresh_shards() {
-                Ok(()) => SinkStats::add(&ctx.stats.stream.shard_refreshes, 1),
-                Err(e) => {
-                    tracing::warn!(sink = ctx.name, error = %e, "shard map refresh failed; keeping the previous map");
-                }
-            }
-        }
-        let mut entries = Vec::new();
-        let drops = self.packer.pack(&self.batch, &self.map, &mut entries);
+        let drops = self.packer.add(&self.batch, &self.map, &mut self.queues);
         if drops.too_large > 0 {
             ctx.drop_once_logged(
                 DropReason::Rejected,
@@ -292,14 +359,14 @@ impl KinesisSink {
                 "series hash outside every open shard",
             );
         }
-        self.send(entries, ctx);
     }
 
-    fn shard_ready(&self, shard: usize, now: Instant) -> bool {
-        self.throttle
+    /// How long `shard` stays backed off after throttling.
+    fn backed_off(throttle: &[Throttle], shard: usize, now: Instant) -> Duration {
+        throttle
             .get(shard)
             .and_then(|t| t.until)
-            .is_none_or(|u| u <= now)
+            .map_or(Duration::ZERO, |u| u.saturating_duration_since(now))
     }
 
     fn back_off(&mut self, shard: usize) {
@@ -315,48 +382,54 @@ impl KinesisSink {
         }
     }
 
-    /// Sends `queue` in calls until every entry is put or dropped.
-    fn send(&mut self, entries: Vec<Entry>, ctx: &Ctx<'_>) {
-        let mut queue = entries;
-        let mut taken = Vec::new();
-        while !queue.is_empty() {
+    /// Sends the queued records in paced calls until every one is put or dropped.
+    fn send(&mut self, ctx: &Ctx<'_>) {
+        let mut take = std::mem::take(&mut self.take);
+        while self.queues.iter().any(|q| !q.is_empty()) {
             if ctx.aborting() {
-                let pts = queue.iter().map(|e| e.points).sum();
+                let pts = self.queues.iter().flatten().map(|e| e.points).sum();
+                self.queues.iter_mut().for_each(VecDeque::clear);
                 ctx.drop_values(DropReason::Shutdown, pts);
-                return;
+                break;
             }
             let now = Instant::now();
-            plan_call(&queue, |s| self.shard_ready(s, now), &mut taken);
-            if taken.is_empty() {
-                let next = self
-                    .throttle
+            let (throttle, pacer) = (&self.throttle, &mut self.pacer);
+            let n = plan_call(
+                &self.queues,
+                |s, e| {
+                    Self::backed_off(throttle, s, now).is_zero()
+                        && pacer.try_take(s, e.record.size(), now)
+                },
+                &mut take,
+            );
+            if n == 0 {
+                // No shard with records has the tokens: wait for the first that will.
+                let wait = self
+                    .queues
                     .iter()
-                    .filter_map(|t| t.until)
+                    .enumerate()
+                    .filter_map(|(s, q)| q.front().map(|e| (s, e.record.size())))
+                    .map(|(s, size)| {
+                        Self::backed_off(&self.throttle, s, now).max(self.pacer.wait(s, size, now))
+                    })
                     .min()
-                    .unwrap_or(now);
-                std::thread::sleep(
-                    next.saturating_duration_since(now)
-                        .min(Duration::from_millis(10)),
-                );
+                    .unwrap_or(Duration::ZERO);
+                std::thread::sleep(wait.clamp(Duration::from_millis(1), WAIT_SLICE));
                 continue;
             }
-            // Take the call's entries out, keeping the rest in order.
-            let mut call = Vec::with_capacity(taken.len());
-            let mut rest = Vec::with_capacity(queue.len() - taken.len());
-            let mut t = taken.iter().peekable();
-            for (pos, e) in queue.into_iter().enumerate() {
-                if t.peek() == Some(&&pos) {
-                    t.next();
-                    call.push(e);
-                } else {
-                    rest.push(e);
+            let mut call = Vec::with_capacity(n);
+            for (q, &k) in self.queues.iter_mut().zip(&take) {
+                call.extend(q.drain(..k.min(q.len())));
+            }
+            // Failed entries go back to the front of their shard, before what was left.
+            for e in self.put(call, ctx).into_iter().rev() {
+                match self.queues.get_mut(e.shard) {
+                    Some(q) => q.push_front(e),
+                    None => ctx.drop_values(DropReason::Fatal, e.points),
                 }
             }
-            let failed = self.put(call, ctx);
-            // Failed entries go back before the rest: per shard they precede what was left.
-            queue = failed;
-            queue.extend(rest);
         }
+        self.take = take;
     }
 
     /// One `PutRecords` call (with the driver's whole-call retries); returns the entries to

@@ -7,15 +7,15 @@
 //! endpoints from `KINESIS_LOCAL_ENDPOINT` (default `http://127.0.0.1:4568`) and
 //! `KINESALITE_ENDPOINT` (default `http://127.0.0.1:4570`).
 
-use super::server::{config, run, set_env, spawn};
+use super::server::{config, payload, run, set_env, spawn};
 use aws_sdk_kinesis::types::ShardIteratorType;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
-use switchyard_core::egress::Egress;
+use std::time::{Duration, Instant};
+use switchyard_core::egress::{Egress, Endpoint};
 use switchyard_core::model::{SeriesBatch, SeriesType};
 use switchyard_sinks::{DropReason, SinkStats};
 use switchyard_stream::kpl::deaggregate;
@@ -154,8 +154,15 @@ async fn read_back(
 }
 
 /// Writes `rounds` flushes of `n` series through the sink into a fresh 2-shard stream,
-/// reads everything back and checks exactly-once, one shard per series, and order.
-fn roundtrip(url: &str, stream: &str, rounds: usize, n: usize, compression: &str) -> usize {
+/// reads everything back and checks exactly-once, one shard per series, and order. Returns
+/// the Kinesis records read back and the sink's counters.
+fn roundtrip(
+    url: &str,
+    stream: &str,
+    rounds: usize,
+    n: usize,
+    compression: &str,
+) -> (usize, Arc<SinkStats>) {
     aws_env();
     let rt = rt();
     let c = rt.block_on(client(url));
@@ -168,7 +175,7 @@ fn roundtrip(url: &str, stream: &str, rounds: usize, n: usize, compression: &str
     );
     let sinks = spawn(&cfg);
     let items = (0..rounds).map(|r| (0, flush(r, n))).collect();
-    let stats = &run(sinks, items)[0];
+    let stats = run(sinks, items).remove(0);
     let total = (rounds * n) as u64;
     assert_eq!(
         SinkStats::get(&stats.values_delivered),
@@ -179,6 +186,8 @@ fn roundtrip(url: &str, stream: &str, rounds: usize, n: usize, compression: &str
         assert_eq!(stats.dropped(r), 0, "dropped {}", r.as_str());
     }
     let (seen, records) = rt.block_on(read_back(&c, stream));
+    // kinesalite caps an account at 10 shards: leave none behind.
+    let _ = rt.block_on(c.delete_stream().stream_name(stream).send());
     assert_eq!(seen.len(), n, "every series arrived");
     let mut shards = std::collections::HashSet::new();
     for i in 0..n {
@@ -193,7 +202,7 @@ fn roundtrip(url: &str, stream: &str, rounds: usize, n: usize, compression: &str
         shards.insert(pts[0].0.clone());
     }
     assert_eq!(shards.len(), 2, "series spread over both shards");
-    records
+    (records, stats)
 }
 
 #[test]
@@ -217,11 +226,90 @@ fn kinesalite_accepts_calls_and_records_within_its_limits() {
     let stream = format!("sy-kn-{}", std::process::id());
     // Uncompressed: ~4 MB per flush, so records fill up to the 1 MiB limit kinesalite
     // validates (a record or call over the limits is a ValidationException: dropped).
-    let records = roundtrip(&url, &stream, 2, 60_000, "none");
+    let (records, _) = roundtrip(&url, &stream, 2, 60_000, "none");
     assert!(
         records >= 6,
         "several full records per flush, got {records}"
     );
+}
+
+#[test]
+fn small_items_share_records_and_calls() {
+    let url = endpoint(
+        "KINESIS_LOCAL_ENDPOINT",
+        "http://127.0.0.1:4568",
+        ".ci/servers/kinesis-local.sh",
+    );
+    let stream = format!("sy-kagg-{}", std::process::id());
+    // 200 queue items of 10 series each: two envelopes per item (one per shard).
+    let (records, stats) = roundtrip(&url, &stream, 200, 10, "deflate");
+    let put = SinkStats::get(&stats.stream.records_put);
+    let users = SinkStats::get(&stats.stream.user_records_put);
+    let calls = SinkStats::get(&stats.stream.calls);
+    assert_eq!(put as usize, records, "counters match the read-back");
+    assert_eq!(users, 400, "one envelope per item and shard");
+    assert!(
+        users >= 4 * put,
+        "envelopes of several items share a record: {users} envelopes in {put} records"
+    );
+    assert!(
+        put >= 2 * calls,
+        "a call carries both shards' records: {put} records in {calls} calls"
+    );
+}
+
+#[test]
+fn intake_payloads_aggregated_together_keep_the_byte_ledger() {
+    aws_env();
+    let url = endpoint(
+        "KINESIS_LOCAL_ENDPOINT",
+        "http://127.0.0.1:4568",
+        ".ci/servers/kinesis-local.sh",
+    );
+    let stream = format!("sy-kpay-{}", std::process::id());
+    let rt = rt();
+    let c = rt.block_on(client(&url));
+    rt.block_on(create_stream(&c, &stream));
+    let cfg = config(
+        &format!(
+            "[sinks.k]\ntype = \"kinesis\"\nstream = \"{stream}\"\nregion = \"us-east-1\"\nendpoint = \"{url}\"\nlinger = \"500ms\"\n"
+        ),
+        &["k"],
+    );
+    let items: Vec<(usize, Egress)> = (0..50)
+        .map(|i| {
+            let body = format!(
+                r#"{{"series":[{{"metric":"app.pay.m{i}","points":[[1700000000,{i}],[1700000010,{i}]],"type":"gauge","host":"h","tags":["p:{i}"]}}]}}"#
+            );
+            (0, payload(Endpoint::SeriesV1, &body, None, 1, 2))
+        })
+        .collect();
+    let received: u64 = items
+        .iter()
+        .map(|(_, e)| match e {
+            Egress::Payload(p) => p.body.bytes.len() as u64,
+            Egress::Series(_) => 0,
+        })
+        .sum();
+    let stats = run(spawn(&cfg), items).remove(0);
+    assert_eq!(SinkStats::get(&stats.values_received), 100);
+    assert_eq!(SinkStats::get(&stats.values_delivered), 100);
+    for r in DropReason::ALL {
+        assert_eq!(stats.dropped(r), 0, "dropped {}", r.as_str());
+    }
+    assert_eq!(SinkStats::get(&stats.payload_bytes_received), received);
+    assert_eq!(
+        SinkStats::get(&stats.payload_bytes_delivered),
+        received,
+        "every payload byte settled as delivered"
+    );
+    let put = SinkStats::get(&stats.stream.records_put);
+    assert!(put < 50, "50 payloads share records: {put} records");
+    let (seen, records) = rt.block_on(read_back(&c, &stream));
+    let _ = rt.block_on(c.delete_stream().stream_name(&stream).send());
+    assert_eq!(records as u64, put);
+    assert_eq!(seen.len(), 50, "every series arrived");
+    assert!(seen.values().all(|p| p.len() == 2), "both points, once");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -240,10 +328,14 @@ type Calls = Arc<Mutex<Vec<Vec<(String, String)>>>>;
 
 type Decide = dyn Fn(usize, usize) -> Outcome + Send + Sync;
 
+/// Per PutRecords entry as it arrived: (when, shard, bytes = data + partition key).
+type Arrivals = Arc<Mutex<Vec<(Instant, usize, usize)>>>;
+
 struct Fake {
     url: String,
     /// Per PutRecords call: the entries' (Data, ExplicitHashKey).
     calls: Calls,
+    arrivals: Arrivals,
 }
 
 const HALF: u128 = u128::MAX / 2;
@@ -254,23 +346,40 @@ fn fake(decide: Box<Decide>, fail_first_calls: usize) -> Fake {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let calls: Calls = Arc::default();
+    let arrivals: Arrivals = Arc::default();
     let decide: Arc<Decide> = Arc::from(decide);
-    let state = (calls.clone(), Arc::new(Mutex::new(0usize)));
+    let state = (
+        calls.clone(),
+        Arc::new(Mutex::new(0usize)),
+        arrivals.clone(),
+    );
     std::thread::spawn(move || {
         for conn in listener.incoming() {
             let Ok(tcp) = conn else { return };
-            let (calls, failed) = (state.0.clone(), state.1.clone());
+            let (calls, failed, arrivals) = (state.0.clone(), state.1.clone(), state.2.clone());
             let decide = decide.clone();
-            std::thread::spawn(move || serve(tcp, &calls, &failed, fail_first_calls, &*decide));
+            std::thread::spawn(move || {
+                serve(tcp, &calls, &failed, &arrivals, fail_first_calls, &*decide)
+            });
         }
     });
-    Fake { url, calls }
+    Fake {
+        url,
+        calls,
+        arrivals,
+    }
+}
+
+/// Bytes of a base64 string once decoded.
+fn b64_len(s: &str) -> usize {
+    s.len() / 4 * 3 - s.bytes().rev().take_while(|&b| b == b'=').count()
 }
 
 fn serve(
     tcp: TcpStream,
     calls: &Mutex<Vec<Vec<(String, String)>>>,
     failed: &Mutex<usize>,
+    arrivals: &Mutex<Vec<(Instant, usize, usize)>>,
     fail_first: usize,
     decide: &Decide,
 ) {
@@ -343,6 +452,16 @@ fn serve(
                             )
                         })
                         .collect();
+                    let now = Instant::now();
+                    arrivals
+                        .lock()
+                        .unwrap()
+                        .extend(req["Records"].as_array().unwrap().iter().map(|e| {
+                            let ehk: u128 = e["ExplicitHashKey"].as_str().unwrap().parse().unwrap();
+                            let bytes = b64_len(e["Data"].as_str().unwrap())
+                                + e["PartitionKey"].as_str().unwrap().len();
+                            (now, usize::from(ehk > HALF), bytes)
+                        }));
                     let mut all = calls.lock().unwrap();
                     let call = all.len();
                     let mut failed_count = 0;
@@ -473,4 +592,53 @@ fn whole_call_errors_are_retried_by_the_driver() {
     let calls = f.calls.lock().unwrap();
     let entries: usize = calls.iter().map(Vec::len).sum();
     assert!(entries >= 2);
+}
+
+#[test]
+fn each_shard_is_offered_no_more_than_its_configured_rates() {
+    aws_env();
+    let f = fake(Box::new(|_, _| Outcome::Ok), 0);
+    // 8 KiB/s and 20 records/s per shard, 1 s burst: ~36 KB per shard takes ~3 s.
+    let (rate_b, rate_r) = (8192usize, 20usize);
+    let cfg = config(
+        &format!(
+            "[sinks.k]\ntype = \"kinesis\"\nstream = \"fake\"\nregion = \"us-east-1\"\nendpoint = \"{}\"\ncompression = \"none\"\nshard_bytes_per_sec = {rate_b}\nshard_records_per_sec = {rate_r}\n",
+            f.url
+        ),
+        &["k"],
+    );
+    let items = (0..6).map(|r| (0, flush(r, 100))).collect();
+    let stats = run(spawn(&cfg), items).remove(0);
+    assert_eq!(SinkStats::get(&stats.values_delivered), 600);
+    let arrivals = f.arrivals.lock().unwrap().clone();
+    // Every 1 s window starting at an arrival, per shard: at most one second of each rate
+    // plus the burst (one second), with 0.25 s of slack for how calls' arrival times drift
+    // from the moments the sink took their tokens (request latency varies).
+    let window = Duration::from_secs(1);
+    let slack = 1.25;
+    for shard in 0..2 {
+        let mine: Vec<&(Instant, usize, usize)> =
+            arrivals.iter().filter(|a| a.1 == shard).collect();
+        let total: usize = mine.iter().map(|a| a.2).sum();
+        assert!(
+            total > 3 * rate_b,
+            "shard {shard}: enough data to need pacing ({total} B)"
+        );
+        for (i, a) in mine.iter().enumerate() {
+            let inside = mine[i..].iter().take_while(|b| b.0 < a.0 + window);
+            let (mut bytes, mut recs) = (0usize, 0usize);
+            for b in inside {
+                bytes += b.2;
+                recs += 1;
+            }
+            assert!(
+                bytes as f64 <= rate_b as f64 * (1.0 + slack),
+                "shard {shard}: {bytes} B within 1 s of arrival {i}, limit {rate_b} B/s + burst"
+            );
+            assert!(
+                recs as f64 <= rate_r as f64 * (1.0 + slack),
+                "shard {shard}: {recs} records within 1 s of arrival {i}"
+            );
+        }
+    }
 }

@@ -10,10 +10,14 @@
 //!    record*); an envelope larger than the record limit allows is split in half until it fits.
 //! 3. The user records of a shard go through that shard's KPL [`Aggregator`], with the
 //!    shard's starting hash key as the explicit hash key of every inner and outer record
-//!    (KCL drops inner records whose key falls outside its lease's range).
-//! 4. [`plan_call`] takes records in order into calls within 500 records and 5 MiB.
+//!    (KCL drops inner records whose key falls outside its lease's range). The aggregators
+//!    stay open across [`Packer::add`] calls, so the envelopes of many small queue items
+//!    share records; [`Packer::finish`] closes them.
+//! 4. [`plan_call`] takes records from the per-shard queues into calls within 500 records
+//!    and 5 MiB, one shard after the other in turn, each shard's records in order.
 
 use super::shards::ShardMap;
+use std::collections::VecDeque;
 use switchyard_stream::batch::SeriesRef;
 use switchyard_stream::kpl::{format_hash_key, Aggregator, KinesisRecord};
 use switchyard_stream::{Compression, Encoding, StreamBatch, StreamEncoder, StreamError};
@@ -48,6 +52,17 @@ pub struct PackDrops {
     pub unmapped: u64,
 }
 
+/// One shard's open aggregate.
+#[derive(Debug)]
+struct ShardAgg {
+    id: String,
+    start: u128,
+    ehk: String,
+    agg: Aggregator,
+    /// Points in the open aggregate.
+    points: u64,
+}
+
 /// Turns batches into per-shard aggregated records; buffers reused between items.
 #[derive(Debug)]
 pub struct Packer {
@@ -61,6 +76,9 @@ pub struct Packer {
     per_shard: Vec<Vec<u32>>,
     chunk: StreamBatch,
     out: Vec<u8>,
+    aggs: Vec<ShardAgg>,
+    envelopes: Vec<(Vec<u8>, u64)>,
+    queues: Vec<VecDeque<Entry>>,
 }
 
 impl Packer {
@@ -87,6 +105,9 @@ impl Packer {
             per_shard: Vec::new(),
             chunk: StreamBatch::new(),
             out: Vec::new(),
+            aggs: Vec::new(),
+            envelopes: Vec::new(),
+            queues: Vec::new(),
         }
     }
 
@@ -95,14 +116,80 @@ impl Packer {
         self.max_record_bytes
     }
 
+    /// Bytes in the open aggregates.
+    pub fn open_bytes(&self) -> usize {
+        self.aggs.iter().map(|a| a.agg.size()).sum()
+    }
+
     /// Packs every series of `batch` into records for the shards of `map`, appended to
-    /// `entries` in shard order (each shard's records in series order).
+    /// `entries` in shard order (each shard's records in series order); nothing stays open.
     pub fn pack(
         &mut self,
         batch: &StreamBatch,
         map: &ShardMap,
         entries: &mut Vec<Entry>,
     ) -> PackDrops {
+        let mut queues = std::mem::take(&mut self.queues);
+        queues.iter_mut().for_each(VecDeque::clear);
+        let drops = self.add(batch, map, &mut queues);
+        self.finish(&mut queues);
+        for q in &mut queues {
+            entries.extend(q.drain(..));
+        }
+        self.queues = queues;
+        drops
+    }
+
+    /// Closes every open aggregate into `queues` (by shard index).
+    pub fn finish(&mut self, queues: &mut Vec<VecDeque<Entry>>) {
+        queues.resize_with(queues.len().max(self.aggs.len()), VecDeque::new);
+        for (shard, a) in self.aggs.iter_mut().enumerate() {
+            if let (Some(rec), Some(q)) = (a.agg.finish(), queues.get_mut(shard)) {
+                q.push_back(Entry {
+                    shard,
+                    record: rec,
+                    points: std::mem::take(&mut a.points),
+                    attempts: 0,
+                });
+            }
+        }
+    }
+
+    /// Opens aggregates for the shards of `map` unless they are open for the same shards
+    /// (whatever was open for another map is closed into `queues` first).
+    fn follow(&mut self, map: &ShardMap, queues: &mut Vec<VecDeque<Entry>>) {
+        let same = self.aggs.len() == map.len()
+            && self.aggs.iter().enumerate().all(|(i, a)| {
+                map.get(i)
+                    .is_some_and(|r| r.id == a.id && r.start == a.start)
+            });
+        if same {
+            return;
+        }
+        self.finish(queues);
+        self.aggs = (0..map.len())
+            .filter_map(|i| map.get(i))
+            .map(|r| ShardAgg {
+                id: r.id.clone(),
+                start: r.start,
+                ehk: format_hash_key(r.start),
+                agg: Aggregator::new(self.max_record_bytes).with_shard_hash_key(Some(r.start)),
+                points: 0,
+            })
+            .collect();
+    }
+
+    /// Adds every series of `batch` to the open aggregates of its shard in `map`; records
+    /// that fill up are pushed to `queues[shard]` (in series order per shard). Call
+    /// [`Packer::finish`] to close what stays open.
+    pub fn add(
+        &mut self,
+        batch: &StreamBatch,
+        map: &ShardMap,
+        queues: &mut Vec<VecDeque<Entry>>,
+    ) -> PackDrops {
+        self.follow(map, queues);
+        queues.resize_with(queues.len().max(map.len()), VecDeque::new);
         let mut drops = PackDrops::default();
         self.per_shard.iter_mut().for_each(Vec::clear);
         self.per_shard.resize_with(map.len(), Vec::new);
@@ -119,44 +206,35 @@ impl Packer {
         }
         let series: Vec<SeriesRef<'_>> = batch.series().collect();
         let per_shard = std::mem::take(&mut self.per_shard);
+        let mut envelopes = std::mem::take(&mut self.envelopes);
         for (shard, idx) in per_shard.iter().enumerate() {
             if idx.is_empty() {
                 continue;
             }
-            let Some(range) = map.get(shard) else {
+            envelopes.clear();
+            self.user_records(&series, idx, &mut envelopes, &mut drops);
+            let (Some(a), Some(q)) = (self.aggs.get_mut(shard), queues.get_mut(shard)) else {
+                drops.unmapped += envelopes.iter().map(|e| e.1).sum::<u64>();
                 continue;
             };
-            let ehk = format_hash_key(range.start);
-            let mut agg =
-                Aggregator::new(self.max_record_bytes).with_shard_hash_key(Some(range.start));
-            let mut pending_points = 0u64;
-            let mut user_records = Vec::new();
-            self.user_records(&series, idx, &mut user_records, &mut drops);
-            for (data, points) in user_records {
-                match agg.add(&range.id, Some(&ehk), &data) {
+            for (data, points) in envelopes.drain(..) {
+                match a.agg.add(&a.id, Some(&a.ehk), &data) {
                     Ok(Some(rec)) => {
-                        entries.push(Entry {
+                        q.push_back(Entry {
                             shard,
                             record: rec,
-                            points: pending_points,
+                            points: a.points,
                             attempts: 0,
                         });
-                        pending_points = points;
+                        a.points = points;
                     }
-                    Ok(None) => pending_points += points,
+                    Ok(None) => a.points += points,
                     Err(_) => drops.too_large += points,
                 }
             }
-            if let Some(rec) = agg.finish() {
-                entries.push(Entry {
-                    shard,
-                    record: rec,
-                    points: pending_points,
-                    attempts: 0,
-                });
-            }
         }
         self.per_shard = per_shard;
+        self.envelopes = envelopes;
         drops
     }
 
@@ -243,27 +321,49 @@ pub fn series_key(s: &SeriesRef<'_>, key: &mut String) {
     }
 }
 
-/// Picks the next call from `queue` (in order): at most [`MAX_CALL_RECORDS`] records and
-/// [`MAX_CALL_BYTES`], only shards for which `ready` holds, and never a record after one of
-/// the same shard that was left behind (per-shard order). Returns the queue positions taken.
-pub fn plan_call(queue: &[Entry], mut ready: impl FnMut(usize) -> bool, taken: &mut Vec<usize>) {
-    taken.clear();
+/// Picks the next call from the per-shard `queues`: at most [`MAX_CALL_RECORDS`] records
+/// and [`MAX_CALL_BYTES`], taken one shard after the other in turn (so a call carries every
+/// shard's share rather than one shard's backlog), each shard's records from the front of
+/// its queue. `admit(shard, entry)` says whether the shard may take that record now (and
+/// reserves its pacing tokens when it does); a shard refused once takes nothing more in this
+/// call, so per-shard order holds. Writes how many records each shard gives into `take`
+/// (by shard index) and returns the total.
+pub fn plan_call(
+    queues: &[VecDeque<Entry>],
+    mut admit: impl FnMut(usize, &Entry) -> bool,
+    take: &mut Vec<usize>,
+) -> usize {
+    take.clear();
+    take.resize(queues.len(), 0);
+    let mut n = 0usize;
     let mut bytes = 0usize;
-    let mut blocked: Vec<usize> = Vec::new();
-    for (pos, e) in queue.iter().enumerate() {
-        if taken.len() >= MAX_CALL_RECORDS {
-            break;
+    let mut depth = 0usize;
+    loop {
+        let mut progress = false;
+        for ((shard, q), t) in queues.iter().enumerate().zip(take.iter_mut()) {
+            if n >= MAX_CALL_RECORDS {
+                return n;
+            }
+            // A shard behind `depth` was refused (or ran out) in an earlier turn.
+            if *t != depth {
+                continue;
+            }
+            let Some(e) = q.get(depth) else {
+                continue;
+            };
+            let size = e.record.size();
+            if bytes + size > MAX_CALL_BYTES || !admit(shard, e) {
+                continue;
+            }
+            bytes += size;
+            n += 1;
+            *t += 1;
+            progress = true;
         }
-        if blocked.contains(&e.shard) {
-            continue;
+        if !progress {
+            return n;
         }
-        let size = e.record.size();
-        if !ready(e.shard) || bytes + size > MAX_CALL_BYTES {
-            blocked.push(e.shard);
-            continue;
-        }
-        bytes += size;
-        taken.push(pos);
+        depth += 1;
     }
 }
 
@@ -353,7 +453,7 @@ mod tests {
     }
 
     #[test]
-    fn calls_respect_counts_bytes_readiness_and_shard_order() {
+    fn calls_respect_counts_bytes_readiness_and_interleave_shards() {
         let rec = |shard: usize, len: usize| Entry {
             shard,
             record: KinesisRecord {
@@ -365,15 +465,65 @@ mod tests {
             points: 1,
             attempts: 0,
         };
-        let mut q: Vec<Entry> = (0..700).map(|i| rec(i % 3, 10)).collect();
-        let mut taken = Vec::new();
-        plan_call(&q, |_| true, &mut taken);
-        assert_eq!(taken.len(), MAX_CALL_RECORDS);
-        plan_call(&q, |s| s != 1, &mut taken);
-        assert!(taken.iter().all(|&p| q[p].shard != 1));
-        q = vec![rec(0, 3 << 20), rec(0, 3 << 20), rec(1, 1 << 20)];
-        plan_call(&q, |_| true, &mut taken);
-        // The second shard-0 record does not fit; the shard-1 one after it still goes.
-        assert_eq!(taken, vec![0, 2]);
+        let queues = |items: &[(usize, usize)]| {
+            let mut q: Vec<VecDeque<Entry>> = vec![VecDeque::new(); 3];
+            for &(s, len) in items {
+                q[s].push_back(rec(s, len));
+            }
+            q
+        };
+        let mut take = Vec::new();
+        // 700 records, all of shard 0 first: the call still carries each shard in turn.
+        let items: Vec<(usize, usize)> = (0..700).map(|i| (i * 3 / 700, 10)).collect();
+        let q = queues(&items);
+        assert_eq!(plan_call(&q, |_, _| true, &mut take), MAX_CALL_RECORDS);
+        assert_eq!(take.iter().sum::<usize>(), MAX_CALL_RECORDS);
+        assert!(take.iter().all(|&t| t >= 166), "interleaved: {take:?}");
+        // A shard that is not ready gives nothing; the others still go.
+        plan_call(&q, |s, _| s != 1, &mut take);
+        assert_eq!(take[1], 0);
+        assert!(take[0] > 0 && take[2] > 0);
+        // Admission stops a shard at the first refusal (order kept).
+        let mut budget = [2usize, 1000, 1000];
+        plan_call(
+            &q,
+            |s, _| {
+                let ok = budget[s] > 0;
+                budget[s] = budget[s].saturating_sub(1);
+                ok
+            },
+            &mut take,
+        );
+        assert_eq!(take[0], 2);
+        // Bytes: the second shard-0 record does not fit; the shard-1 one still goes.
+        let q = queues(&[(0, 3 << 20), (0, 3 << 20), (1, 1 << 20)]);
+        assert_eq!(plan_call(&q, |_, _| true, &mut take), 2);
+        assert_eq!(take, vec![1, 1, 0]);
+    }
+
+    #[test]
+    fn small_batches_share_records_until_finished() {
+        let map = two_shards();
+        let mut p = Packer::new(
+            StreamEncoder::default(),
+            Encoding::Rkyv,
+            Compression::Deflate,
+            1 << 20,
+        );
+        let mut queues = Vec::new();
+        let mut points = 0;
+        for _ in 0..50 {
+            let b = batch(20);
+            points += b.point_count() as u64;
+            assert_eq!(p.add(&b, &map, &mut queues), PackDrops::default());
+        }
+        assert!(queues.iter().all(VecDeque::is_empty), "nothing full yet");
+        assert!(p.open_bytes() > 0);
+        p.finish(&mut queues);
+        assert_eq!(p.open_bytes(), 0);
+        let entries: Vec<&Entry> = queues.iter().flatten().collect();
+        assert_eq!(entries.len(), 2, "one record per shard for 50 items");
+        assert!(entries.iter().all(|e| e.record.user_records >= 10));
+        assert_eq!(entries.iter().map(|e| e.points).sum::<u64>(), points);
     }
 }
