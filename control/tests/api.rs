@@ -608,3 +608,40 @@ async fn config_is_the_effective_one_with_secrets_redacted() {
     assert_eq!(v["routes"][0]["name"], "all");
     assert!(!r.text.contains(TOKEN));
 }
+
+#[tokio::test]
+async fn releasing_a_lease_needs_the_token_and_answers_404_for_an_unknown_key() {
+    let a = api(Some("s3cret"), true);
+    let r = a.call(Method::GET, "/v1/leases", &[], Vec::new()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json()["leases"], serde_json::json!([]));
+    let path = "/v1/leases/shardId-000000000000/release";
+    let r = a.call(Method::POST, path, &[], Vec::new()).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
+    let r = a
+        .call(
+            Method::POST,
+            path,
+            &[("authorization", "Bearer nope")],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
+    let r = a
+        .call(
+            Method::POST,
+            path,
+            &[("authorization", "Bearer s3cret")],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+    assert!(r.json()["errors"][0]
+        .as_str()
+        .unwrap()
+        .contains("shardId-000000000000"));
+    // Without a token, only a loopback listener may release.
+    let remote = api(None, false);
+    let r = remote.call(Method::POST, path, &[], Vec::new()).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+}
