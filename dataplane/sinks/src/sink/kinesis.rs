@@ -27,7 +27,9 @@
 //!   [`THROTTLE_BASE`] to [`THROTTLE_CAP`]); other entry errors count as an attempt too. An
 //!   entry that failed more than `max_retries` times is dropped (`retries_exhausted`).
 //!   Whole-call errors go through the driver's retry policy ([`Ctx::deliver`]). Every value
-//!   ends delivered or dropped by reason.
+//!   ends delivered or dropped by reason. A call carries at most one record per shard and a
+//!   failed record goes back to the front of its shard's queue, so a shard's records (and a
+//!   series') keep their order through partial failures.
 //!
 //! Metrics (the sink's [`StreamStats`](crate::stats::StreamStats), rendered by the control
 //! plane with label `sink`):

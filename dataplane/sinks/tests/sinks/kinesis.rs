@@ -519,33 +519,68 @@ fn fake_sink(url: &str, max_retries: u32) -> switchyard_core::config::Config {
 }
 
 #[test]
-fn only_failed_entries_are_resent_and_the_ledger_balances() {
+fn only_failed_entries_are_resent_in_shard_order_and_the_ledger_balances() {
     aws_env();
-    // First call: entries 1, 4, 7 throttled, 9 an internal failure; later calls succeed.
+    // Call 0: entry 0 throttled, entry 1 an internal failure; call 3: entry 0 throttled;
+    // every other entry succeeds.
+    let failures = [(0, 0), (0, 1), (3, 0)];
     let f = fake(
-        Box::new(|call, i| match (call, i) {
-            (0, 1 | 4 | 7) => Outcome::Throttle,
-            (0, 9) => Outcome::Internal,
+        Box::new(move |call, i| match (call, i) {
+            (0, 0) | (3, 0) => Outcome::Throttle,
+            (0, 1) => Outcome::Internal,
             _ => Outcome::Ok,
         }),
         0,
     );
-    let stats = &run(spawn(&fake_sink(&f.url, 3)), vec![(0, flush(0, 400))])[0];
-    assert_eq!(SinkStats::get(&stats.values_delivered), 400);
+    let stats = &run(spawn(&fake_sink(&f.url, 3)), vec![(0, flush(0, 4000))])[0];
+    assert_eq!(SinkStats::get(&stats.values_delivered), 4000);
     for r in DropReason::ALL {
         assert_eq!(stats.dropped(r), 0, "dropped {}", r.as_str());
     }
     let calls = f.calls.lock().unwrap().clone();
     assert!(
-        calls[0].len() > 10,
-        "1 KiB records: many entries, got {}",
-        calls[0].len()
+        calls.len() > 4,
+        "several records per shard: {} calls",
+        calls.len()
     );
-    let failed: Vec<_> = [1, 4, 7, 9].iter().map(|&i| calls[0][i].clone()).collect();
-    let resent: Vec<_> = calls[1..].iter().flatten().cloned().collect();
-    assert_eq!(resent, failed, "exactly the failed entries, in order");
+    // One record per shard per call, so a shard's order survives partial failures: per
+    // shard, a failed send is followed at once by the same record again.
+    let mut per_shard: HashMap<String, Vec<(String, bool)>> = HashMap::new();
+    for (c, call) in calls.iter().enumerate() {
+        let mut keys: Vec<&String> = call.iter().map(|(_, k)| k).collect();
+        keys.dedup();
+        assert_eq!(keys.len(), call.len(), "call {c}: one record per shard");
+        for (i, (data, ehk)) in call.iter().enumerate() {
+            let failed = failures.contains(&(c, i));
+            per_shard
+                .entry(ehk.clone())
+                .or_default()
+                .push((data.clone(), failed));
+        }
+    }
+    let mut resent = 0;
+    for sends in per_shard.values() {
+        for w in sends.windows(2) {
+            if w[0].1 {
+                assert_eq!(
+                    w[1].0, w[0].0,
+                    "a failed record is sent again before the next"
+                );
+                resent += 1;
+            }
+        }
+    }
+    let happened = failures
+        .iter()
+        .filter(|&&(c, i)| calls.get(c).is_some_and(|call| call.len() > i))
+        .count();
+    assert!(
+        happened >= 2,
+        "the injected failures hit entries: {happened}"
+    );
+    assert_eq!(resent, happened);
     // Only open shards (children), never the closed parent's whole range.
-    for (_, ehk) in &calls[0] {
+    for (_, ehk) in calls.iter().flatten() {
         let k: u128 = ehk.parse().unwrap();
         assert!(
             k == 0 || k == HALF + 1,
@@ -568,15 +603,20 @@ fn throttled_entries_exhaust_their_retries_and_are_counted() {
         }),
         0,
     );
-    // max_retries = 0: a throttled entry is dropped after its first failure.
+    // max_retries = 0: a throttled entry is dropped after its first failure; the shards'
+    // later records still go.
     let stats = &run(spawn(&fake_sink(&f.url, 0)), vec![(0, flush(0, 300))])[0];
-    assert_eq!(SinkStats::get(&stats.values_delivered), 0);
-    assert_eq!(stats.dropped(DropReason::RetriesExhausted), 300);
-    assert_eq!(
-        f.calls.lock().unwrap().len(),
-        1,
-        "nothing resent past max_retries"
-    );
+    let delivered = SinkStats::get(&stats.values_delivered);
+    let dropped = stats.dropped(DropReason::RetriesExhausted);
+    assert!(dropped > 0, "the first call's records are dropped");
+    assert_eq!(delivered + dropped, 300, "every value accounted");
+    let calls = f.calls.lock().unwrap().clone();
+    for e in &calls[0] {
+        assert!(
+            !calls[1..].iter().flatten().any(|x| x == e),
+            "nothing resent past max_retries"
+        );
+    }
 }
 
 #[test]

@@ -13,8 +13,9 @@
 //!    (KCL drops inner records whose key falls outside its lease's range). The aggregators
 //!    stay open across [`Packer::add`] calls, so the envelopes of many small queue items
 //!    share records; [`Packer::finish`] closes them.
-//! 4. [`plan_call`] takes records from the per-shard queues into calls within 500 records
-//!    and 5 MiB, one shard after the other in turn, each shard's records in order.
+//! 4. [`plan_call`] takes the front record of each ready shard's queue into a call within
+//!    500 records and 5 MiB: one record per shard per call, so a shard's order survives
+//!    partial failures.
 
 use super::shards::ShardMap;
 use std::collections::VecDeque;
@@ -322,12 +323,14 @@ pub fn series_key(s: &SeriesRef<'_>, key: &mut String) {
 }
 
 /// Picks the next call from the per-shard `queues`: at most [`MAX_CALL_RECORDS`] records
-/// and [`MAX_CALL_BYTES`], taken one shard after the other in turn (so a call carries every
-/// shard's share rather than one shard's backlog), each shard's records from the front of
-/// its queue. `admit(shard, entry)` says whether the shard may take that record now (and
-/// reserves its pacing tokens when it does); a shard refused once takes nothing more in this
-/// call, so per-shard order holds. Writes how many records each shard gives into `take`
-/// (by shard index) and returns the total.
+/// and [`MAX_CALL_BYTES`], and at most one record per shard: the front of its queue. One
+/// record per shard keeps a shard's order under partial failures (a failed entry goes back
+/// to the front of its queue; were a later record of the same shard in the same call, it
+/// could succeed first). Records are aggregated up to the record limit, so one record per
+/// shard per call still fills a shard's byte limit. `admit(shard, entry)` says whether the
+/// shard may take that record now (and reserves its pacing tokens when it does). Writes how
+/// many records each shard gives (0 or 1) into `take` (by shard index) and returns the
+/// total.
 pub fn plan_call(
     queues: &[VecDeque<Entry>],
     mut admit: impl FnMut(usize, &Entry) -> bool,
@@ -337,34 +340,22 @@ pub fn plan_call(
     take.resize(queues.len(), 0);
     let mut n = 0usize;
     let mut bytes = 0usize;
-    let mut depth = 0usize;
-    loop {
-        let mut progress = false;
-        for ((shard, q), t) in queues.iter().enumerate().zip(take.iter_mut()) {
-            if n >= MAX_CALL_RECORDS {
-                return n;
-            }
-            // A shard behind `depth` was refused (or ran out) in an earlier turn.
-            if *t != depth {
-                continue;
-            }
-            let Some(e) = q.get(depth) else {
-                continue;
-            };
-            let size = e.record.size();
-            if bytes + size > MAX_CALL_BYTES || !admit(shard, e) {
-                continue;
-            }
-            bytes += size;
-            n += 1;
-            *t += 1;
-            progress = true;
+    for ((shard, q), t) in queues.iter().enumerate().zip(take.iter_mut()) {
+        if n >= MAX_CALL_RECORDS {
+            break;
         }
-        if !progress {
-            return n;
+        let Some(e) = q.front() else {
+            continue;
+        };
+        let size = e.record.size();
+        if bytes + size > MAX_CALL_BYTES || !admit(shard, e) {
+            continue;
         }
-        depth += 1;
+        bytes += size;
+        n += 1;
+        *t = 1;
     }
+    n
 }
 
 #[cfg(test)]
@@ -453,7 +444,7 @@ mod tests {
     }
 
     #[test]
-    fn calls_respect_counts_bytes_readiness_and_interleave_shards() {
+    fn calls_take_one_record_per_ready_shard_within_the_byte_limit() {
         let rec = |shard: usize, len: usize| Entry {
             shard,
             record: KinesisRecord {
@@ -465,40 +456,30 @@ mod tests {
             points: 1,
             attempts: 0,
         };
-        let queues = |items: &[(usize, usize)]| {
-            let mut q: Vec<VecDeque<Entry>> = vec![VecDeque::new(); 3];
+        let queues = |n: usize, items: &[(usize, usize)]| {
+            let mut q: Vec<VecDeque<Entry>> = vec![VecDeque::new(); n];
             for &(s, len) in items {
                 q[s].push_back(rec(s, len));
             }
             q
         };
         let mut take = Vec::new();
-        // 700 records, all of shard 0 first: the call still carries each shard in turn.
+        // 700 records, most of shard 0: one record of each shard, never two of one.
         let items: Vec<(usize, usize)> = (0..700).map(|i| (i * 3 / 700, 10)).collect();
-        let q = queues(&items);
-        assert_eq!(plan_call(&q, |_, _| true, &mut take), MAX_CALL_RECORDS);
-        assert_eq!(take.iter().sum::<usize>(), MAX_CALL_RECORDS);
-        assert!(take.iter().all(|&t| t >= 166), "interleaved: {take:?}");
+        let q = queues(3, &items);
+        assert_eq!(plan_call(&q, |_, _| true, &mut take), 3);
+        assert_eq!(take, vec![1, 1, 1]);
         // A shard that is not ready gives nothing; the others still go.
         plan_call(&q, |s, _| s != 1, &mut take);
-        assert_eq!(take[1], 0);
-        assert!(take[0] > 0 && take[2] > 0);
-        // Admission stops a shard at the first refusal (order kept).
-        let mut budget = [2usize, 1000, 1000];
-        plan_call(
-            &q,
-            |s, _| {
-                let ok = budget[s] > 0;
-                budget[s] = budget[s].saturating_sub(1);
-                ok
-            },
-            &mut take,
-        );
-        assert_eq!(take[0], 2);
-        // Bytes: the second shard-0 record does not fit; the shard-1 one still goes.
-        let q = queues(&[(0, 3 << 20), (0, 3 << 20), (1, 1 << 20)]);
+        assert_eq!(take, vec![1, 0, 1]);
+        // 600 shards: the call stops at 500 records.
+        let items: Vec<(usize, usize)> = (0..600).map(|s| (s, 10)).collect();
+        let q = queues(600, &items);
+        assert_eq!(plan_call(&q, |_, _| true, &mut take), MAX_CALL_RECORDS);
+        // Bytes: the second shard's record does not fit; the third one still goes.
+        let q = queues(3, &[(0, 3 << 20), (1, 3 << 20), (2, 1 << 20)]);
         assert_eq!(plan_call(&q, |_, _| true, &mut take), 2);
-        assert_eq!(take, vec![1, 1, 0]);
+        assert_eq!(take, vec![1, 0, 1]);
     }
 
     #[test]
