@@ -152,8 +152,25 @@ pub struct Instance {
 }
 
 impl Instance {
-    /// Writes a config and starts the binary; returns once it logged that it is ready.
+    /// Writes a config and starts the binary; returns once it logged that it is ready. The
+    /// ports are picked free and released before the binary binds them, so another process
+    /// of a parallel test run may take one in between: then it starts again on new ports.
     pub fn start(opts: Options) -> Self {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match Self::try_start(opts.clone()) {
+                Ok(i) => return i,
+                Err(log) if attempt < 4 && log.contains("Address already in use") => {
+                    eprintln!("a port was taken before switchyard bound it; starting again");
+                }
+                Err(log) => panic!("switchyard did not become ready:\n{log}"),
+            }
+        }
+    }
+
+    /// One start: the instance once ready, else its log.
+    fn try_start(opts: Options) -> Result<Self, String> {
         let dir = std::env::temp_dir().join(format!(
             "switchyard-e2e-{}-{}",
             std::process::id(),
@@ -227,9 +244,9 @@ impl Instance {
             log,
         };
         if ready_rx.recv_timeout(Duration::from_secs(60)).is_err() {
-            panic!("switchyard did not become ready:\n{}", inst.log_text());
+            return Err(inst.log_text());
         }
-        inst
+        Ok(inst)
     }
 
     /// The config file the process was started with.

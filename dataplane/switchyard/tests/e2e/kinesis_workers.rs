@@ -201,12 +201,7 @@ fn producer(k: &Kinesis) -> Instance {
 }
 
 /// A worker-only process (its listeners get no traffic) with worker id `id`, leases in a
-/// file under `state`.
-fn worker(k: &Kinesis, state: &Path, vendor: &Vendor, id: &str) -> Instance {
-    worker_with(k, state, vendor, id, "")
-}
-
-/// [`worker`] with extra `[[workers]]` keys.
+/// file under `state` unless `extra` (more `[[workers]]` keys) says otherwise.
 fn worker_with(k: &Kinesis, state: &Path, vendor: &Vendor, id: &str, extra: &str) -> Instance {
     Instance::start(Options {
         top_extra: format!("state_dir = \"{}\"\n", state.display()),
@@ -368,6 +363,91 @@ fn state_dir(tag: &str) -> PathBuf {
     d
 }
 
+/// A 2-shard stream, the producer writing into it, a vendor recording every value, a
+/// shared `state_dir`, and (once [`Rig::post`] is called) rounds of traffic.
+struct Rig {
+    k: Kinesis,
+    vendor: Vendor,
+    state: PathBuf,
+    prod: Instance,
+    stop: Arc<AtomicBool>,
+    posted: Arc<AtomicUsize>,
+    posting: Option<std::thread::JoinHandle<usize>>,
+}
+
+impl Rig {
+    /// The stream on the server named by `var` (default `default`, started by `script`).
+    fn start(var: &str, default: &str, script: &str, tag: &str) -> Self {
+        let url = endpoint(var, default, script);
+        let k = Kinesis::new(&url, tag);
+        let vendor = Vendor::start("datadog", &["--keep-values", "100000"]);
+        let state = state_dir(tag);
+        let prod = producer(&k);
+        Rig {
+            k,
+            vendor,
+            state,
+            prod,
+            stop: Arc::new(AtomicBool::new(false)),
+            posted: Arc::new(AtomicUsize::new(0)),
+            posting: None,
+        }
+    }
+
+    fn kinesis_local(tag: &str) -> Self {
+        Self::start(
+            "KINESIS_LOCAL_ENDPOINT",
+            "http://127.0.0.1:4568",
+            ".ci/servers/kinesis-local.sh",
+            tag,
+        )
+    }
+
+    /// A worker-only process with worker id `id` and extra `[[workers]]` keys.
+    fn worker(&self, id: &str, extra: &str) -> Instance {
+        worker_with(&self.k, &self.state, &self.vendor, id, extra)
+    }
+
+    /// Starts the traffic.
+    fn post(&mut self) {
+        self.posting = Some(traffic(
+            self.prod.http,
+            self.stop.clone(),
+            self.posted.clone(),
+        ));
+    }
+
+    /// Splits the first open shard at its middle while the traffic flows; returns its id
+    /// and the reshard window (see the note on
+    /// [`two_worker_processes_fail_over_and_follow_a_split_and_a_merge`]).
+    fn split_first(&self) -> (String, std::ops::RangeInclusive<usize>) {
+        let shards = self.k.open_shards();
+        assert_eq!(shards.len(), 2, "{shards:?}");
+        let (first, start, end) = shards[0].clone();
+        let from = delivered_round(&self.vendor);
+        self.k.split(&first, start + (end - start) / 2 + 1);
+        std::thread::sleep(Duration::from_secs(1));
+        let to = self.posted.load(Ordering::Relaxed);
+        std::thread::sleep(Duration::from_secs(1));
+        (first, from..=to)
+    }
+
+    /// Stops the traffic and waits until every value arrived; returns the rounds posted
+    /// and the values per series.
+    fn finish(&mut self) -> (usize, Vec<Vec<u64>>) {
+        self.stop.store(true, Ordering::Relaxed);
+        let rounds = self.posting.take().map_or(0, |p| p.join().unwrap());
+        (rounds, wait_all_delivered(&self.vendor, rounds))
+    }
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = std::fs::remove_dir_all(&self.state);
+    }
+}
+
 /// Known gap, asserted as such: the producer aggregates per shard with the shard's starting
 /// hash key. Records put between a split completing and the producer noticing it (the next
 /// `PutRecords` answer names a child shard) all land on the lower child, including series
@@ -379,28 +459,18 @@ fn state_dir(tag: &str) -> PathBuf {
 /// shard and have readers drop series outside their lease's hash range.
 #[test]
 fn two_worker_processes_fail_over_and_follow_a_split_and_a_merge() {
-    let url = endpoint(
-        "KINESIS_LOCAL_ENDPOINT",
-        "http://127.0.0.1:4568",
-        ".ci/servers/kinesis-local.sh",
-    );
-    let k = Kinesis::new(&url, "failover");
-    let vendor = Vendor::start("datadog", &["--keep-values", "100000"]);
-    let state = state_dir("failover");
-    let prod = producer(&k);
-    let b = worker(&k, &state, &vendor, "wb");
-    let stop = Arc::new(AtomicBool::new(false));
-    let posted = Arc::new(AtomicUsize::new(0));
-    let posting = traffic(prod.http, stop.clone(), posted.clone());
+    let mut rig = Rig::kinesis_local("failover");
+    let b = rig.worker("wb", "");
+    rig.post();
 
     // wb takes both shards; wc joins and steals one (balance: ceil(2 / 2) = 1 each).
     wait_until("wb holds both shards", Duration::from_secs(30), || {
         open_leases_owned_by(&leases(&b), "wb") == 2
     });
     wait_until("points reach the vendor", Duration::from_secs(30), || {
-        vendor.stats()["points"].as_u64().unwrap_or(0) >= (SERIES * 5) as u64
+        rig.vendor.stats()["points"].as_u64().unwrap_or(0) >= (SERIES * 5) as u64
     });
-    let c = worker(&k, &state, &vendor, "wc");
+    let c = rig.worker("wc", "");
     wait_until("wc holds one shard", Duration::from_secs(30), || {
         open_leases_owned_by(&leases(&c), "wc") == 1
     });
@@ -414,31 +484,21 @@ fn two_worker_processes_fail_over_and_follow_a_split_and_a_merge() {
 
     // Split the first shard, then merge its upper child with the other shard, while the
     // traffic flows.
-    let shards = k.open_shards();
-    assert_eq!(shards.len(), 2, "{shards:?}");
-    let (first, start, end) = shards[0].clone();
-    let split_from = delivered_round(&vendor);
-    k.split(&first, start + (end - start) / 2 + 1);
-    std::thread::sleep(Duration::from_secs(1));
-    let split_to = posted.load(Ordering::Relaxed);
-    std::thread::sleep(Duration::from_secs(1));
-    let shards = k.open_shards();
+    let (first, window) = rig.split_first();
+    let shards = rig.k.open_shards();
     assert_eq!(shards.len(), 3, "{shards:?}");
-    k.merge(&shards[1].0, &shards[2].0);
+    rig.k.merge(&shards[1].0, &shards[2].0);
     std::thread::sleep(Duration::from_secs(2));
-    stop.store(true, Ordering::Relaxed);
-    let rounds = posting.join().unwrap();
-
-    let got = wait_all_delivered(&vendor, rounds);
+    let (rounds, got) = rig.finish();
     let (mut dups, mut late) = (0, 0);
     for (i, vals) in got.iter().enumerate() {
-        let (d, l) = assert_in_order_without_gaps(i, vals, rounds, Some(split_from..=split_to));
+        let (d, l) = assert_in_order_without_gaps(i, vals, rounds, Some(window.clone()));
         dups += d;
         late += l;
     }
     eprintln!(
         "{rounds} rounds x {SERIES} series delivered; {dups} duplicate points; \
-         {late} values out of order, all posted during the split (rounds {split_from}..={split_to})"
+         {late} values out of order, all posted during the split (rounds {window:?})"
     );
 
     // The lineage in the lease table: the split and merged parents finished, the children
@@ -458,28 +518,21 @@ fn two_worker_processes_fail_over_and_follow_a_split_and_a_merge() {
     assert_eq!(merged["owner"], "wc", "{l:#?}");
     assert!(merged["last_renew_age_ms"].as_u64().is_some(), "{merged:#}");
     assert_eq!(open_leases_owned_by(&l, "wc"), 2, "{l:#?}");
-    let _ = prod.stop();
     let _ = c.stop();
-    let _ = std::fs::remove_dir_all(&state);
 }
 
 #[test]
 fn a_worker_releases_a_lease_on_request_and_follows_a_split_without_child_shards() {
     // kinesalite answers the end of a closed shard without ChildShards: the reader finds the
     // children with ListShards.
-    let url = endpoint(
+    let mut rig = Rig::start(
         "KINESALITE_ENDPOINT",
         "http://127.0.0.1:4570",
         ".ci/servers/kinesalite.sh",
+        "release",
     );
-    let k = Kinesis::new(&url, "release");
-    let vendor = Vendor::start("datadog", &["--keep-values", "100000"]);
-    let state = state_dir("release");
-    let prod = producer(&k);
-    let w = worker(&k, &state, &vendor, "wr");
-    let stop = Arc::new(AtomicBool::new(false));
-    let posted = Arc::new(AtomicUsize::new(0));
-    let posting = traffic(prod.http, stop.clone(), posted.clone());
+    let w = rig.worker("wr", "");
+    rig.post();
     wait_until("wr holds both shards", Duration::from_secs(30), || {
         open_leases_owned_by(&leases(&w), "wr") == 2
     });
@@ -511,18 +564,10 @@ fn a_worker_releases_a_lease_on_request_and_follows_a_split_without_child_shards
         || open_leases_owned_by(&leases(&w), "wr") == 2,
     );
 
-    let shards = k.open_shards();
-    let (first, start, end) = shards[0].clone();
-    let split_from = delivered_round(&vendor);
-    k.split(&first, start + (end - start) / 2 + 1);
-    std::thread::sleep(Duration::from_secs(1));
-    let split_to = posted.load(Ordering::Relaxed);
-    std::thread::sleep(Duration::from_secs(1));
-    stop.store(true, Ordering::Relaxed);
-    let rounds = posting.join().unwrap();
-    let got = wait_all_delivered(&vendor, rounds);
+    let (first, window) = rig.split_first();
+    let (rounds, got) = rig.finish();
     for (i, vals) in got.iter().enumerate() {
-        assert_in_order_without_gaps(i, vals, rounds, Some(split_from..=split_to));
+        assert_in_order_without_gaps(i, vals, rounds, Some(window.clone()));
     }
     let l = leases(&w);
     let children: Vec<&Value> = l
@@ -536,36 +581,24 @@ fn a_worker_releases_a_lease_on_request_and_follows_a_split_without_child_shards
     assert_eq!(children.len(), 2, "{l:#?}");
     let text = w.log_text();
     assert!(text.contains("lease released on request"), "{text}");
-    let _ = prod.stop();
     let _ = w.stop();
-    let _ = std::fs::remove_dir_all(&state);
 }
 
 #[test]
 fn two_worker_processes_share_a_stream_through_a_dynamodb_lease_table() {
-    let url = endpoint(
-        "KINESIS_LOCAL_ENDPOINT",
-        "http://127.0.0.1:4568",
-        ".ci/servers/kinesis-local.sh",
-    );
     let ddb = endpoint(
         "DYNALITE_ENDPOINT",
         "http://127.0.0.1:4571",
         ".ci/servers/dynalite.sh",
     );
-    let k = Kinesis::new(&url, "ddb");
-    let vendor = Vendor::start("datadog", &["--keep-values", "100000"]);
-    let state = state_dir("ddb");
-    let prod = producer(&k);
-    let table = format!("leases-{}", k.stream);
+    let mut rig = Rig::kinesis_local("ddb");
+    let table = format!("leases-{}", rig.k.stream);
     let extra = format!(
         "lease_store = \"dynamodb\"\nlease_table = \"{table}\"\nlease_endpoint = \"{ddb}\"\n"
     );
-    let a = worker_with(&k, &state, &vendor, "da", &extra);
-    let b = worker_with(&k, &state, &vendor, "db", &extra);
-    let stop = Arc::new(AtomicBool::new(false));
-    let posted = Arc::new(AtomicUsize::new(0));
-    let posting = traffic(prod.http, stop.clone(), posted.clone());
+    let a = rig.worker("da", &extra);
+    let b = rig.worker("db", &extra);
+    rig.post();
     // Two workers, two shards: one lease each, seen the same way by both processes.
     wait_until(
         "each worker holds one shard",
@@ -579,17 +612,13 @@ fn two_worker_processes_share_a_stream_through_a_dynamodb_lease_table() {
     assert_eq!(lb.len(), 2, "{lb:#?}");
     assert!(lb.iter().all(|l| l["table"] == table.as_str()), "{lb:#?}");
     std::thread::sleep(Duration::from_secs(1));
-    stop.store(true, Ordering::Relaxed);
-    let rounds = posting.join().unwrap();
-    let got = wait_all_delivered(&vendor, rounds);
+    let (rounds, got) = rig.finish();
     for (i, vals) in got.iter().enumerate() {
         assert_in_order_without_gaps(i, vals, rounds, None);
     }
     // The checkpoints are in the table: both shards progressed.
     let l = leases(&b);
     assert!(l.iter().all(|l| l["checkpoint"]["at"] == "seq"), "{l:#?}");
-    let _ = prod.stop();
     let _ = a.stop();
     let _ = b.stop();
-    let _ = std::fs::remove_dir_all(&state);
 }
