@@ -69,16 +69,18 @@ fn script(call: usize) -> Option<(u16, &'static str)> {
     }
 }
 
+/// Every GetShardIterator request as (type, starting sequence number).
+type IteratorRequests = Arc<Mutex<Vec<(String, Option<String>)>>>;
+
 struct Fake {
     url: String,
-    /// Every GetShardIterator request as (type, starting sequence number).
-    iterators: Arc<Mutex<Vec<(String, Option<String>)>>>,
+    iterators: IteratorRequests,
 }
 
 fn fake() -> Fake {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let iterators: Arc<Mutex<Vec<(String, Option<String>)>>> = Arc::default();
+    let iterators: IteratorRequests = Arc::default();
     let calls = Arc::new(Mutex::new(0usize));
     let its = iterators.clone();
     std::thread::spawn(move || {
