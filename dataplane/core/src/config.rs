@@ -751,10 +751,11 @@ impl Config {
 
     fn validate(&self) -> Result<(), (String, String)> {
         let err = |k: String, m: String| Err((k, m));
-        if self.statsd.listen.is_empty() {
+        // A host that runs stream workers only needs no listener.
+        if self.statsd.listen.is_empty() && self.workers.is_empty() {
             return err(
                 "statsd.listen".into(),
-                "at least one listener is required".into(),
+                "at least one listener is required (or [[workers]] on a workers-only host)".into(),
             );
         }
         for (i, _) in self.statsd.listen.iter().enumerate() {
@@ -1037,6 +1038,19 @@ mod tests {
         .unwrap();
         assert!(c.routes.is_empty());
         assert!(c.routed_sinks().is_empty());
+        // ... and no listener either.
+        let quiet = "[statsd]\nlisten = []\n[http]\nlisten = \"\"\n";
+        let c = Config::from_toml(&format!(
+            "{quiet}{base}[[workers]]\nfrom = \"stream\"\nto = [\"f\"]\n"
+        ))
+        .unwrap();
+        assert!(c.listeners().is_empty());
+        assert_eq!(c.http_addr(), None);
+        let e = Config::from_toml(&format!(
+            "{quiet}{base}[[routes]]\nname = \"r\"\nto = [\"f\"]\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.key, "statsd.listen", "{e}");
     }
 
     #[test]

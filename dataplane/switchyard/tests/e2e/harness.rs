@@ -95,6 +95,8 @@ pub struct Options {
     pub shards: usize,
     /// Extra `[statsd]` keys.
     pub statsd_extra: String,
+    /// A workers-only host: no statsd listener and no HTTP intake.
+    pub no_listeners: bool,
     /// Extra listener entries (TOML values).
     pub extra_listen: Vec<String>,
     /// Extra `[sinks.NAME]` tables (TOML).
@@ -120,6 +122,7 @@ impl Default for Options {
         Self {
             shards: 1,
             statsd_extra: String::new(),
+            no_listeners: false,
             extra_listen: Vec::new(),
             extra_sinks: String::new(),
             route_to: vec!["out".into()],
@@ -190,9 +193,15 @@ impl Instance {
             format!("{{ address = \"udp://127.0.0.1:{etsy}\", gauge_dialect = \"etsy\" }}"),
         ];
         listen.extend(opts.extra_listen.iter().cloned());
+        let http_listen = format!("127.0.0.1:{http}");
+        let (listen, http_listen) = if opts.no_listeners {
+            (Vec::new(), "")
+        } else {
+            (listen, http_listen.as_str())
+        };
         let config = format!(
             "{}\n[shards]\ncount = {}\n\n[statsd]\nlisten = [{}]\nflush_interval = \"{}\"\nexpiry_interval = \"0s\"\n{}\n\n\
-             [http]\nlisten = \"127.0.0.1:{http}\"\n{}\n\n\
+             [http]\nlisten = \"{http_listen}\"\n{}\n\n\
              [control]\nlisten = \"127.0.0.1:{control}\"\n{}\n\n[sinks.out]\ntype = \"file\"\npath = \"{}\"\n\n\
              {}\n\n{}",
             opts.top_extra,

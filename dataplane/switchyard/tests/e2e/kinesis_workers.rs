@@ -200,8 +200,8 @@ fn producer(k: &Kinesis) -> Instance {
     })
 }
 
-/// A worker-only process (its listeners get no traffic) with worker id `id`, leases in a
-/// file under `state` unless `extra` (more `[[workers]]` keys) says otherwise.
+/// A workers-only process (no statsd listener, no HTTP intake) with worker id `id`, leases
+/// in a file under `state` unless `extra` (more `[[workers]]` keys) says otherwise.
 fn worker_with(k: &Kinesis, state: &Path, vendor: &Vendor, id: &str, extra: &str) -> Instance {
     Instance::start(Options {
         top_extra: format!("state_dir = \"{}\"\n", state.display()),
@@ -216,6 +216,7 @@ fn worker_with(k: &Kinesis, state: &Path, vendor: &Vendor, id: &str, extra: &str
             .into_iter()
             .chain([("SY_TEST_DD_KEY".to_owned(), "k".to_owned())])
             .collect(),
+        no_listeners: true,
         ..Options::default()
     })
 }
@@ -461,6 +462,8 @@ impl Drop for Rig {
 fn two_worker_processes_fail_over_and_follow_a_split_and_a_merge() {
     let mut rig = Rig::kinesis_local("failover");
     let b = rig.worker("wb", "");
+    let ready = b.wait_log("switchyard ready");
+    assert!(ready.contains("statsd=[]"), "a workers-only host: {ready}");
     rig.post();
 
     // wb takes both shards; wc joins and steals one (balance: ceil(2 / 2) = 1 each).
