@@ -14,21 +14,9 @@ use switchyard_lease::{
     ManualClock, SequenceNumber, ShardEndOutcome,
 };
 
-fn endpoint() -> String {
-    std::env::var("SWITCHYARD_DYNAMODB_ENDPOINT")
-        .unwrap_or_else(|_| "http://127.0.0.1:4571".to_owned())
-}
-
 /// A store on a fresh table; fails when no server listens.
 async fn store(test: &str) -> Option<DynamoDbStore> {
-    let url = endpoint();
-    let addr = url.trim_start_matches("http://").to_owned();
-    if tokio::net::TcpStream::connect(&addr).await.is_err() {
-        panic!(
-            "{test}: no DynamoDB-compatible server at {url}: start one with .ci/servers/dynalite.sh \
-             (./test.sh does)"
-        );
-    }
+    let url = switchyard_testkit::DYNALITE.url();
     let conf = aws_sdk_dynamodb::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
@@ -36,11 +24,10 @@ async fn store(test: &str) -> Option<DynamoDbStore> {
         .credentials_provider(Credentials::new("dummy", "dummy", None, None, "test"))
         .build();
     let client = aws_sdk_dynamodb::Client::from_conf(conf);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let store = DynamoDbStore::new(client, format!("leases-{test}-{nanos}"));
+    let store = DynamoDbStore::new(
+        client,
+        switchyard_testkit::unique(&format!("leases-{test}")),
+    );
     store.create_table_if_absent().await.unwrap();
     // Idempotent.
     store.create_table_if_absent().await.unwrap();

@@ -10,45 +10,21 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream, ToSocketAddrs};
+use std::net::TcpListener;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use switchyard_core::config::Config;
 use switchyard_core::egress::Egress;
 use switchyard_core::model::{SeriesBatch, SeriesType};
 use switchyard_kafka::admin;
 use switchyard_sinks::{spawn_sinks, RetryPolicy};
+use switchyard_testkit::{kafka_brokers, unique};
 use switchyard_workers::{spawn_workers, spawn_workers_with, WorkerProbe, WorkerRuntime};
 
 /// Series per produced round.
 const SERIES: usize = 40;
-
-/// tansu's address; fails (never skips) when nothing answers there.
-fn tansu() -> String {
-    let brokers = std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
-    let first = brokers.split(',').next().unwrap_or_default();
-    let reachable = first
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut a| a.next())
-        .is_some_and(|a| TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok());
-    assert!(
-        reachable,
-        "no Kafka broker at {brokers}: start tansu with `.ci/servers/tansu.sh` \
-         (or point KAFKA_BROKERS at a broker)"
-    );
-    brokers
-}
-
-fn unique(prefix: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}-{}-{nanos}", std::process::id())
-}
 
 fn kafka_sink(brokers: &str, topic: &str) -> String {
     format!("[sinks.stream]\ntype = \"kafka\"\nbrokers = \"{brokers}\"\ntopic = \"{topic}\"\n")
@@ -147,7 +123,7 @@ fn start(cfg: &Config) -> (WorkerRuntime, WorkerProbe) {
 
 #[test]
 fn tansu_two_workers_share_partitions_and_the_survivor_takes_over() {
-    let brokers = tansu();
+    let brokers = kafka_brokers();
     let topic = unique("sy-kw");
     admin::create_topic(&brokers, &topic, 4, Duration::from_secs(10)).unwrap();
     let group = unique("sy-kw-group");
@@ -277,7 +253,7 @@ fn refusing_vendor() -> (String, Arc<AtomicUsize>) {
 
 #[test]
 fn tansu_a_record_is_committed_only_once_delivered() {
-    let brokers = tansu();
+    let brokers = kafka_brokers();
     let topic = unique("sy-kw-commit");
     admin::create_topic(&brokers, &topic, 1, Duration::from_secs(10)).unwrap();
     let group = unique("sy-kw-commit-group");

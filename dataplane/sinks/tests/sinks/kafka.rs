@@ -7,41 +7,16 @@
 mod with_feature {
     use super::super::server::{config, payload, run, spawn};
     use std::collections::{BTreeMap, BTreeSet};
-    use std::net::{TcpStream, ToSocketAddrs};
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
-    use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+    use std::time::{Duration, Instant};
     use switchyard_core::egress::{Egress, Endpoint};
     use switchyard_core::model::{SeriesBatch, SeriesType};
     use switchyard_kafka::rdkafka::mocking::MockCluster;
     use switchyard_kafka::{admin, ConsumerConfig, GroupConsumer, Record};
     use switchyard_sinks::{DropReason, SinkStats};
     use switchyard_stream::{Decoded, StreamDecoder};
-
-    /// tansu's address; fails (never skips) when nothing answers there.
-    fn tansu() -> String {
-        let brokers = std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
-        let first = brokers.split(',').next().unwrap_or_default();
-        let reachable = first
-            .to_socket_addrs()
-            .ok()
-            .and_then(|mut a| a.next())
-            .is_some_and(|a| TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok());
-        assert!(
-            reachable,
-            "no Kafka broker at {brokers}: start tansu with `.ci/servers/tansu.sh` \
-             (or point KAFKA_BROKERS at a broker)"
-        );
-        brokers
-    }
-
-    fn unique(prefix: &str) -> String {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        format!("{prefix}-{}-{nanos}", std::process::id())
-    }
+    use switchyard_testkit::{kafka_brokers, unique};
 
     fn kafka_sink(brokers: &str, topic: &str, extra: &str) -> String {
         format!(
@@ -128,7 +103,7 @@ mod with_feature {
 
     #[test]
     fn tansu_two_group_members_read_every_point_in_order_per_series() {
-        let brokers = tansu();
+        let brokers = kafka_brokers();
         let topic = unique("sy-kafka");
         admin::create_topic(&brokers, &topic, 3, Duration::from_secs(10)).unwrap();
         let group = unique("sy-group");

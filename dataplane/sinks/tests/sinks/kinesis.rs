@@ -20,27 +20,12 @@ use switchyard_core::model::{SeriesBatch, SeriesType};
 use switchyard_sinks::{DropReason, SinkStats};
 use switchyard_stream::kpl::deaggregate;
 use switchyard_stream::{Decoded, StreamDecoder};
+use switchyard_testkit::{KINESALITE, KINESIS_LOCAL};
 
 fn aws_env() {
     set_env("AWS_ACCESS_KEY_ID", "dummy");
     set_env("AWS_SECRET_ACCESS_KEY", "dummy");
     set_env("AWS_EC2_METADATA_DISABLED", "true");
-}
-
-/// The endpoint in `var` (or `default`); fails the test when nothing answers there.
-fn endpoint(var: &str, default: &str, script: &str) -> String {
-    let url = std::env::var(var).unwrap_or_else(|_| default.to_string());
-    let addr = url.trim_start_matches("http://").trim_end_matches('/');
-    let ok = addr
-        .parse()
-        .ok()
-        .and_then(|a| TcpStream::connect_timeout(&a, Duration::from_secs(2)).ok())
-        .is_some();
-    assert!(
-        ok,
-        "no Kinesis server answers at {url} ({var}): start it with `{script}` from the repository root"
-    );
-    url
 }
 
 fn rt() -> tokio::runtime::Runtime {
@@ -207,22 +192,14 @@ fn roundtrip(
 
 #[test]
 fn kinesis_local_receives_every_point_once_per_series_in_order() {
-    let url = endpoint(
-        "KINESIS_LOCAL_ENDPOINT",
-        "http://127.0.0.1:4568",
-        ".ci/servers/kinesis-local.sh",
-    );
+    let url = KINESIS_LOCAL.url();
     let stream = format!("sy-kl-{}", std::process::id());
     roundtrip(&url, &stream, 3, 3_000, "deflate");
 }
 
 #[test]
 fn kinesalite_accepts_calls_and_records_within_its_limits() {
-    let url = endpoint(
-        "KINESALITE_ENDPOINT",
-        "http://127.0.0.1:4570",
-        ".ci/servers/kinesalite.sh",
-    );
+    let url = KINESALITE.url();
     let stream = format!("sy-kn-{}", std::process::id());
     // Uncompressed: ~4 MB per flush, so records fill up to the 1 MiB limit kinesalite
     // validates (a record or call over the limits is a ValidationException: dropped).
@@ -235,11 +212,7 @@ fn kinesalite_accepts_calls_and_records_within_its_limits() {
 
 #[test]
 fn small_items_share_records_and_calls() {
-    let url = endpoint(
-        "KINESIS_LOCAL_ENDPOINT",
-        "http://127.0.0.1:4568",
-        ".ci/servers/kinesis-local.sh",
-    );
+    let url = KINESIS_LOCAL.url();
     let stream = format!("sy-kagg-{}", std::process::id());
     // 200 queue items of 10 series each: two envelopes per item (one per shard).
     let (records, stats) = roundtrip(&url, &stream, 200, 10, "deflate");
@@ -261,11 +234,7 @@ fn small_items_share_records_and_calls() {
 #[test]
 fn intake_payloads_aggregated_together_keep_the_byte_ledger() {
     aws_env();
-    let url = endpoint(
-        "KINESIS_LOCAL_ENDPOINT",
-        "http://127.0.0.1:4568",
-        ".ci/servers/kinesis-local.sh",
-    );
+    let url = KINESIS_LOCAL.url();
     let stream = format!("sy-kpay-{}", std::process::id());
     let rt = rt();
     let c = rt.block_on(client(&url));

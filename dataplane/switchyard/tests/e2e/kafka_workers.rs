@@ -7,34 +7,9 @@
 
 use super::harness::{self, http_post, Instance, Options, Vendor};
 use serde_json::Value;
-use std::net::{TcpStream, ToSocketAddrs};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use switchyard_kafka::admin::create_topic;
-
-/// tansu's address; fails (never skips) when nothing answers there.
-fn tansu() -> String {
-    let brokers = std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
-    let first = brokers.split(',').next().unwrap_or_default();
-    let reachable = first
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut a| a.next())
-        .is_some_and(|a| TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok());
-    assert!(
-        reachable,
-        "no Kafka broker at {brokers}: start tansu with `.ci/servers/tansu.sh` \
-         (or point KAFKA_BROKERS at a broker)"
-    );
-    brokers
-}
-
-fn unique(prefix: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}-{}-{nanos}", std::process::id())
-}
+use switchyard_testkit::{kafka_brokers, unique};
 
 /// `n` HTTP series `{prefix}.{i}`, two points each, in one v1 payload (202 asserted).
 fn post_series(sy: &Instance, prefix: &str, n: usize) {
@@ -91,7 +66,7 @@ fn delivered(w: &Instance, id: &str) -> f64 {
 
 #[test]
 fn kafka_workers_deliver_every_point_at_least_once_when_one_is_killed() {
-    let brokers = tansu();
+    let brokers = kafka_brokers();
     let topic = unique("sy-e2e-kw");
     create_topic(&brokers, &topic, 4, Duration::from_secs(10)).unwrap();
     let group = unique("sy-e2e-kw-group");

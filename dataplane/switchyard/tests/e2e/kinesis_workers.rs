@@ -10,11 +10,11 @@
 
 use super::harness::{http_post, http_request, Instance, Options, Vendor};
 use serde_json::Value;
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use switchyard_testkit::{Server, DYNALITE, KINESALITE, KINESIS_LOCAL};
 
 const SERIES: usize = 16;
 const AWS_ENV: [(&str, &str); 4] = [
@@ -23,22 +23,6 @@ const AWS_ENV: [(&str, &str); 4] = [
     ("AWS_REGION", "us-east-1"),
     ("AWS_EC2_METADATA_DISABLED", "true"),
 ];
-
-/// The endpoint in `var` (or `default`); fails the test when nothing answers there.
-fn endpoint(var: &str, default: &str, script: &str) -> String {
-    let url = std::env::var(var).unwrap_or_else(|_| default.to_string());
-    let addr = url.trim_start_matches("http://").trim_end_matches('/');
-    let ok = addr
-        .parse()
-        .ok()
-        .and_then(|a| TcpStream::connect_timeout(&a, Duration::from_secs(2)).ok())
-        .is_some();
-    assert!(
-        ok,
-        "no Kinesis server answers at {url} ({var}): start it with `{script}` from the repository root"
-    );
-    url
-}
 
 struct Kinesis {
     rt: tokio::runtime::Runtime,
@@ -377,9 +361,9 @@ struct Rig {
 }
 
 impl Rig {
-    /// The stream on the server named by `var` (default `default`, started by `script`).
-    fn start(var: &str, default: &str, script: &str, tag: &str) -> Self {
-        let url = endpoint(var, default, script);
+    /// A stream on `server`.
+    fn start(server: Server, tag: &str) -> Self {
+        let url = server.url();
         let k = Kinesis::new(&url, tag);
         let vendor = Vendor::start("datadog", &["--keep-values", "100000"]);
         let state = state_dir(tag);
@@ -396,12 +380,7 @@ impl Rig {
     }
 
     fn kinesis_local(tag: &str) -> Self {
-        Self::start(
-            "KINESIS_LOCAL_ENDPOINT",
-            "http://127.0.0.1:4568",
-            ".ci/servers/kinesis-local.sh",
-            tag,
-        )
+        Self::start(KINESIS_LOCAL, tag)
     }
 
     /// A worker-only process with worker id `id` and extra `[[workers]]` keys.
@@ -528,12 +507,7 @@ fn two_worker_processes_fail_over_and_follow_a_split_and_a_merge() {
 fn a_worker_releases_a_lease_on_request_and_follows_a_split_without_child_shards() {
     // kinesalite answers the end of a closed shard without ChildShards: the reader finds the
     // children with ListShards.
-    let mut rig = Rig::start(
-        "KINESALITE_ENDPOINT",
-        "http://127.0.0.1:4570",
-        ".ci/servers/kinesalite.sh",
-        "release",
-    );
+    let mut rig = Rig::start(KINESALITE, "release");
     let w = rig.worker("wr", "");
     rig.post();
     wait_until("wr holds both shards", Duration::from_secs(30), || {
@@ -589,11 +563,7 @@ fn a_worker_releases_a_lease_on_request_and_follows_a_split_without_child_shards
 
 #[test]
 fn two_worker_processes_share_a_stream_through_a_dynamodb_lease_table() {
-    let ddb = endpoint(
-        "DYNALITE_ENDPOINT",
-        "http://127.0.0.1:4571",
-        ".ci/servers/dynalite.sh",
-    );
+    let ddb = DYNALITE.url();
     let mut rig = Rig::kinesis_local("ddb");
     let table = format!("leases-{}", rig.k.stream);
     let extra = format!(
