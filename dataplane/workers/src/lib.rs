@@ -23,7 +23,9 @@
 //! `switchyard_worker_batches_delivered_total` (records every sink delivered),
 //! `switchyard_worker_redeliveries_total` (payloads sent again after a failure),
 //! `switchyard_worker_decode_errors_total` (records that cannot be decoded: counted,
-//! logged, skipped), `switchyard_worker_lag_records` (records behind the durable end).
+//! logged, skipped), `switchyard_worker_lag_records` (records behind the durable end),
+//! `switchyard_worker_committed_offset`, `switchyard_worker_read_errors_total` (failed
+//! stream reads, retried) and `switchyard_worker_leases_held` (Kinesis).
 
 pub mod convert;
 pub mod deliver;
