@@ -1,10 +1,13 @@
 //! Test support shared by the integration tests of several crates (a dev-dependency only):
 //! where the local protocol servers started by `./test.sh` answer, and names unique to a
 //! test run. A test whose server does not answer fails, saying how to start it: it never
-//! skips.
+//! skips. Wire-level fakes (for faults no real server produces) read and answer the AWS JSON
+//! protocol with [`read_request`] and [`write_aws_json`].
 //!
 //! Metrics: none.
 
+use std::collections::HashMap;
+use std::io::{BufRead, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -87,4 +90,55 @@ pub fn unique(prefix: &str) -> String {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
     format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+/// One HTTP/1.1 request as a fake reads it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// Header fields, names lower-cased.
+    pub headers: HashMap<String, String>,
+    /// The body (`Content-Length` framed).
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    /// A header's value, or `""`.
+    pub fn header(&self, name: &str) -> &str {
+        self.headers.get(name).map_or("", String::as_str)
+    }
+}
+
+/// Reads the next request of a keep-alive connection; `None` once the peer closed it (or
+/// sent something that is not a `Content-Length` framed request).
+pub fn read_request(r: &mut impl BufRead) -> Option<Request> {
+    let mut line = String::new();
+    if r.read_line(&mut line).ok()? == 0 {
+        return None;
+    }
+    let mut headers = HashMap::new();
+    loop {
+        let mut h = String::new();
+        if r.read_line(&mut h).ok()? == 0 {
+            return None;
+        }
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        let (k, v) = h.split_once(':')?;
+        headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
+    }
+    let len: usize = headers.get("content-length")?.parse().ok()?;
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body).ok()?;
+    Some(Request { headers, body })
+}
+
+/// Answers `status` with an `application/x-amz-json-1.1` body; false once the peer is gone.
+pub fn write_aws_json(w: &mut impl Write, status: u16, body: &str) -> bool {
+    let out = format!(
+        "HTTP/1.1 {status} X\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    w.write_all(out.as_bytes()).is_ok()
 }

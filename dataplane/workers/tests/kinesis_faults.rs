@@ -8,8 +8,7 @@
 
 use base64::Engine as _;
 use serde_json::{json, Value};
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::BufReader;
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,6 +16,7 @@ use switchyard_core::config::Config;
 use switchyard_core::model::{SeriesBatch, SeriesType};
 use switchyard_stream::kpl::Aggregator;
 use switchyard_stream::{Compression, Encoding, StreamBatch, StreamEncoder};
+use switchyard_testkit::{read_request, write_aws_json};
 use switchyard_workers::spawn_workers;
 
 /// One envelope with series `m{first}..m{first + n}`.
@@ -96,28 +96,9 @@ fn fake() -> Fake {
 fn serve(tcp: TcpStream, iterators: &Mutex<Vec<(String, Option<String>)>>, calls: &Mutex<usize>) {
     let recs = records();
     let mut r = BufReader::new(tcp);
-    loop {
-        let mut line = String::new();
-        if r.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        let mut headers = HashMap::new();
-        loop {
-            let mut h = String::new();
-            if r.read_line(&mut h).unwrap_or(0) == 0 {
-                return;
-            }
-            let h = h.trim_end();
-            if h.is_empty() {
-                break;
-            }
-            let (k, v) = h.split_once(':').unwrap();
-            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-        }
-        let len: usize = headers["content-length"].parse().unwrap();
-        let mut body = vec![0u8; len];
-        r.read_exact(&mut body).unwrap();
-        let req: Value = serde_json::from_slice(&body).unwrap();
+    while let Some(request) = read_request(&mut r) {
+        let (headers, body) = (&request.headers, &request.body);
+        let req: Value = serde_json::from_slice(body).unwrap();
         let target = headers["x-amz-target"].trim_start_matches("Kinesis_20131202.");
         let error =
             |status: u16, kind: &str| (status, json!({"__type": kind, "message": "scripted"}));
@@ -185,11 +166,7 @@ fn serve(tcp: TcpStream, iterators: &Mutex<Vec<(String, Option<String>)>>, calls
             other => error(400, &format!("Unexpected{other}")),
         };
         let body = reply.to_string();
-        let out = format!(
-            "HTTP/1.1 {status} X\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        if r.get_mut().write_all(out.as_bytes()).is_err() {
+        if !write_aws_json(r.get_mut(), status, &body) {
             return;
         }
     }

@@ -11,7 +11,7 @@ use super::server::{config, payload, run, set_env, spawn};
 use aws_sdk_kinesis::types::ShardIteratorType;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::BufReader;
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,7 +20,7 @@ use switchyard_core::model::{SeriesBatch, SeriesType};
 use switchyard_sinks::{DropReason, SinkStats};
 use switchyard_stream::kpl::deaggregate;
 use switchyard_stream::{Decoded, StreamDecoder};
-use switchyard_testkit::{KINESALITE, KINESIS_LOCAL};
+use switchyard_testkit::{read_request, write_aws_json, KINESALITE, KINESIS_LOCAL};
 
 fn aws_env() {
     set_env("AWS_ACCESS_KEY_ID", "dummy");
@@ -353,28 +353,10 @@ fn serve(
     decide: &Decide,
 ) {
     let mut r = BufReader::new(tcp);
-    loop {
-        let mut line = String::new();
-        if r.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        let mut headers = HashMap::new();
-        loop {
-            let mut h = String::new();
-            if r.read_line(&mut h).unwrap_or(0) == 0 {
-                return;
-            }
-            let h = h.trim_end();
-            if h.is_empty() {
-                break;
-            }
-            let (k, v) = h.split_once(':').unwrap();
-            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
-        }
-        let len: usize = headers["content-length"].parse().unwrap();
-        let mut body = vec![0u8; len];
-        r.read_exact(&mut body).unwrap();
-        let req: Value = serde_json::from_slice(&body).unwrap();
+    while let Some(request) = read_request(&mut r) {
+        let headers = &request.headers;
+        let body = &request.body;
+        let req: Value = serde_json::from_slice(body).unwrap();
         assert_eq!(headers["content-type"], "application/x-amz-json-1.1");
         let target = headers["x-amz-target"]
             .trim_start_matches("Kinesis_20131202.")
@@ -467,12 +449,7 @@ fn serve(
             ),
         };
         let body = reply.to_string();
-        let out = format!(
-            "HTTP/1.1 {status} X\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        let s = r.get_mut();
-        if s.write_all(out.as_bytes()).is_err() {
+        if !write_aws_json(r.get_mut(), status, &body) {
             return;
         }
     }
