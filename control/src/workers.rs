@@ -9,6 +9,9 @@
 //! - `switchyard_worker_committed_offset`: the committed consumer offset (local log);
 //! - `switchyard_worker_read_errors_total`: failed stream reads, retried (Kinesis);
 //! - `switchyard_worker_leases_held`: shard leases held (Kinesis);
+//! - `switchyard_worker_misplaced_points_total`: points of series outside the hash range of
+//!   the shard they were read from, left out (Kinesis; put there during a reshard and sent
+//!   again by the producer to the shard that holds them);
 //! - `switchyard_lease_events_total{worker,event}`: lease events of a Kinesis worker
 //!   (`renewed`, `renew_failed`, `lost`, `taken`, `stolen`, `conflict`, `store_error`,
 //!   `deleted`).
@@ -27,7 +30,7 @@ pub struct Workers {
     leases: Arc<RwLock<Vec<LeaseAccess>>>,
 }
 
-const FAMILIES: [(&str, &str, &str); 8] = [
+const FAMILIES: [(&str, &str, &str); 9] = [
     (
         "switchyard_worker_records_read_total",
         "counter",
@@ -67,6 +70,11 @@ const FAMILIES: [(&str, &str, &str); 8] = [
         "switchyard_worker_leases_held",
         "gauge",
         "Shard leases held.",
+    ),
+    (
+        "switchyard_worker_misplaced_points_total",
+        "counter",
+        "Points of series outside the hash range of the shard they were read from, left out.",
     ),
 ];
 
@@ -147,7 +155,7 @@ impl Workers {
             .probes()
             .iter()
             .map(|p| {
-                let [read, delivered, redeliveries, decode_errors, lag, committed, read_errors, leases] =
+                let [read, delivered, redeliveries, decode_errors, lag, committed, read_errors, leases, misplaced] =
                     p.snapshot();
                 serde_json::json!({
                     "worker": p.name, "from": p.from, "to": p.to,
@@ -155,6 +163,7 @@ impl Workers {
                     "redeliveries": redeliveries, "decode_errors": decode_errors,
                     "lag_records": lag, "committed_offset": committed,
                     "read_errors": read_errors, "leases_held": leases,
+                    "misplaced_points": misplaced,
                 })
             })
             .collect();

@@ -5,7 +5,7 @@
 //! earlier routes sent to the sink), `sampled_out` (outside a route's `sample`). Payload
 //! body bytes: `switchyard_sink_enqueued_payload_bytes_total` and
 //! `switchyard_sink_payload_bytes_total{stage=received|delivered|dropped,reason}`. Stream
-//! sinks: `switchyard_sink_stream_{calls,user_records,bytes,shard_refreshes}_total` and
+//! sinks: `switchyard_sink_stream_{calls,user_records,bytes,shard_refreshes,points_moved}_total` and
 //! `switchyard_sink_stream_records_total{outcome=put|throttled|failed}`.
 //! `switchyard_sink_distinct_series{sink,window="1h"}` (gauge): the distinct series the
 //! shards sent the sink over the last hour, the figure vendors bill by (HyperLogLog
@@ -204,7 +204,7 @@ pub(super) fn render(o: &mut Out, total: &ShardCounters, distinct: &[u64], sinks
             o.value("switchyard_sink_payload_bytes_total", &labels, v as f64);
         }
     }
-    let stream: [(&str, &str, PerSink); 4] = [
+    let stream: [(&str, &str, PerSink); 5] = [
         (
             "switchyard_sink_stream_calls_total",
             "Stream write calls answered (Kinesis PutRecords).",
@@ -224,6 +224,11 @@ pub(super) fn render(o: &mut Out, total: &ShardCounters, distinct: &[u64], sinks
             "switchyard_sink_stream_shard_refreshes_total",
             "Reloads of a stream's shard map after the first.",
             |p| SinkStats::get(&p.stats.stream.shard_refreshes) as f64,
+        ),
+        (
+            "switchyard_sink_stream_points_moved_total",
+            "Points a reshard put on a shard that does not hold their series, sent again to the right shard.",
+            |p| SinkStats::get(&p.stats.stream.points_moved) as f64,
         ),
     ];
     for (name, help, value) in stream {

@@ -151,6 +151,9 @@ pub struct StreamStats {
     pub bytes_put: AtomicU64,
     /// Shard map reloads.
     pub shard_refreshes: AtomicU64,
+    /// Points of records a reshard put on a shard that does not hold their series, packed
+    /// again for the right shard.
+    pub points_moved: AtomicU64,
 }
 
 /// Counters of one sink (shared by its workers).

@@ -244,6 +244,49 @@ impl<'a> SeriesRef<'a> {
     }
 }
 
+impl SeriesRef<'_> {
+    /// The series' partition hash ([`partition_hash`]); `key` is scratch space.
+    pub fn partition_hash(&self, key: &mut String) -> u128 {
+        partition_hash(self.name(), self.host(), self.device(), self.tags(), key)
+    }
+}
+
+/// The hash key a series is partitioned by on a stream: the MD5 ([`crate::kpl::hash_key`])
+/// of its [`partition_key`]. The Kinesis sink maps it to the shard whose hash range holds
+/// it, and a Kinesis worker keeps only the series its lease's range holds, so both sides
+/// must agree on it. `key` is scratch space (reused: no allocation once large enough).
+pub fn partition_hash<'t>(
+    name: &str,
+    host: Option<&str>,
+    device: Option<&str>,
+    tags: impl Iterator<Item = &'t str>,
+    key: &mut String,
+) -> u128 {
+    partition_key(name, host, device, tags, key);
+    crate::kpl::hash_key(key)
+}
+
+/// Writes the identity a series is partitioned by into `out`: name, host, device and tags,
+/// NUL-separated (the Kafka sink's message key; hashed by [`partition_hash`]).
+pub fn partition_key<'t>(
+    name: &str,
+    host: Option<&str>,
+    device: Option<&str>,
+    tags: impl Iterator<Item = &'t str>,
+    out: &mut String,
+) {
+    out.clear();
+    out.push_str(name);
+    out.push('\0');
+    out.push_str(host.unwrap_or(""));
+    out.push('\0');
+    out.push_str(device.unwrap_or(""));
+    for t in tags {
+        out.push('\0');
+        out.push_str(t);
+    }
+}
+
 impl StreamBatch {
     /// An empty batch.
     pub fn new() -> Self {
@@ -689,6 +732,13 @@ impl<'a> ArchivedSeriesRef<'a> {
     }
 }
 
+impl ArchivedSeriesRef<'_> {
+    /// The series' partition hash ([`partition_hash`]), the same as the owned series'.
+    pub fn partition_hash(&self, key: &mut String) -> u128 {
+        partition_hash(self.name(), self.host(), self.device(), self.tags(), key)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -755,6 +805,43 @@ mod tests {
         // The name is borrowed from the record bytes, not copied.
         let r = bytes.as_ptr_range();
         assert!(r.contains(&s[0].name().as_ptr()));
+    }
+
+    #[test]
+    fn partition_hash_is_the_same_owned_and_archived_and_depends_on_identity_only() {
+        let b = sample();
+        let mut w = BatchWriter::default();
+        let a = access(w.write(&b).unwrap()).unwrap();
+        let mut key = String::new();
+        let owned: Vec<u128> = b.series().map(|s| s.partition_hash(&mut key)).collect();
+        let archived: Vec<u128> = a.series().map(|s| s.partition_hash(&mut key)).collect();
+        assert_eq!(owned, archived);
+        assert_ne!(owned[0], owned[1]);
+        // MD5 of the NUL-separated identity, as Kinesis hashes a partition key.
+        assert_eq!(
+            owned[0],
+            crate::kpl::hash_key("api.latency\0web-1\0\0env:prod\0team:core")
+        );
+        // Points, kind and interval are not part of the identity; tags and host are.
+        let mut other = StreamBatch::new();
+        let same = |b: &mut StreamBatch, host, tags: &[&str]| {
+            b.push_series(
+                "api.latency",
+                Kind::Count,
+                None,
+                host,
+                None,
+                tags.iter().copied(),
+                [],
+            );
+        };
+        same(&mut other, Some("web-1"), &["env:prod", "team:core"]);
+        same(&mut other, Some("web-2"), &["env:prod", "team:core"]);
+        same(&mut other, Some("web-1"), &["env:prod"]);
+        let h: Vec<u128> = other.series().map(|s| s.partition_hash(&mut key)).collect();
+        assert_eq!(h[0], owned[0]);
+        assert_ne!(h[1], owned[0]);
+        assert_ne!(h[2], owned[0]);
     }
 
     #[test]

@@ -15,6 +15,8 @@ pub mod codec;
 pub mod envelope;
 pub mod kpl;
 
-pub use batch::{access, ArchivedStreamBatch, BatchError, Kind, Point, StreamBatch};
+pub use batch::{
+    access, partition_hash, ArchivedStreamBatch, BatchError, Kind, Point, StreamBatch,
+};
 pub use codec::{Decoded, StreamDecoder, StreamEncoder, StreamError};
 pub use envelope::{Compression, Encoding, Envelope, EnvelopeError};

@@ -7,12 +7,19 @@
 //! `cumulative_counter` a gauge, dimensions become `key:value` tags, a `host` dimension the
 //! host, millisecond timestamps seconds.
 //!
-//! Metrics: none.
+//! A [`HashScope`] leaves out the series of an rkyv record whose partition hash
+//! ([`switchyard_stream::partition_hash`]) lies outside a Kinesis lease's hash range: the
+//! producer put them on this shard during a reshard and sends them again to the shard that
+//! holds them (see the Kinesis sink), so delivering them here too would break their order.
+//! JSON records are not filtered (their series identity is not the producer's).
+//!
+//! Metrics: none (the scope counts what it left out; the caller reports it).
 
 use std::sync::Arc;
 use switchyard_core::egress::{Egress, Endpoint, IntakePayload};
 use switchyard_core::encode::datadog_series::write_dd_series;
 use switchyard_core::translate::DdSeries;
+use switchyard_stream::batch::ArchivedSeriesRef;
 use switchyard_stream::{ArchivedStreamBatch, Decoded};
 
 /// Limits of one produced payload.
@@ -29,6 +36,41 @@ impl Default for PayloadLimits {
         Self {
             max_series: 5_000,
             max_bytes: 2 << 20,
+        }
+    }
+}
+
+/// The series a worker delivers: every one, or those whose partition hash lies in a hash
+/// range (a Kinesis lease's).
+#[derive(Debug, Default)]
+pub struct HashScope {
+    range: Option<(u128, u128)>,
+    key: String,
+    /// Points left out (outside the range) since the caller last reset it.
+    pub misplaced_points: u64,
+}
+
+impl HashScope {
+    /// Every series.
+    pub fn all() -> Self {
+        Self::default()
+    }
+
+    /// The series whose partition hash lies in `start..=end`.
+    pub fn range(start: u128, end: u128) -> Self {
+        Self {
+            range: Some((start, end)),
+            ..Self::default()
+        }
+    }
+
+    fn holds(&mut self, s: &ArchivedSeriesRef<'_>) -> bool {
+        match self.range {
+            None => true,
+            Some((start, end)) => {
+                let h = s.partition_hash(&mut self.key);
+                start <= h && h <= end
+            }
         }
     }
 }
@@ -103,20 +145,28 @@ impl Builder {
 ///
 /// # Errors
 /// A JSON record that is not SignalFx datapoints JSON.
-pub fn to_payloads(d: Decoded<'_>, limits: PayloadLimits) -> Result<Vec<Egress>, ConvertError> {
+pub fn to_payloads(
+    d: Decoded<'_>,
+    limits: PayloadLimits,
+    scope: &mut HashScope,
+) -> Result<Vec<Egress>, ConvertError> {
     let mut b = Builder::new(limits);
     match d {
-        Decoded::Rkyv(a) => archived(a, &mut b),
+        Decoded::Rkyv(a) => archived(a, &mut b, scope),
         Decoded::Json(j) => signalfx_json(j, &mut b)?,
     }
     b.finish();
     Ok(b.out)
 }
 
-fn archived(a: &ArchivedStreamBatch, b: &mut Builder) {
+fn archived(a: &ArchivedStreamBatch, b: &mut Builder, scope: &mut HashScope) {
     let mut tags: Vec<&str> = Vec::new();
     let mut points: Vec<[Option<f64>; 2]> = Vec::new();
     for s in a.series() {
+        if !scope.holds(&s) {
+            scope.misplaced_points += s.points().len() as u64;
+            continue;
+        }
         tags.clear();
         tags.extend(s.tags());
         points.clear();
@@ -238,6 +288,51 @@ mod tests {
     }
 
     #[test]
+    fn a_hash_scope_keeps_the_series_of_its_range_and_counts_the_others() {
+        let b = batch(200);
+        let mut enc = StreamEncoder::default();
+        let mut rec = Vec::new();
+        enc.encode(&b, Encoding::Rkyv, Compression::None, &mut rec)
+            .unwrap();
+        let half = u128::MAX / 2;
+        let mut key = String::new();
+        let low: Vec<String> = b
+            .series()
+            .filter(|s| s.partition_hash(&mut key) <= half)
+            .map(|s| s.name().to_owned())
+            .collect();
+        assert!(low.len() > 50 && low.len() < 150, "both halves hold series");
+        let mut dec = StreamDecoder::default();
+        let mut scope = HashScope::range(0, half);
+        let out = to_payloads(
+            dec.decode(&rec).unwrap(),
+            PayloadLimits::default(),
+            &mut scope,
+        )
+        .unwrap();
+        let names: Vec<String> = bodies(&out)
+            .iter()
+            .flat_map(|v| v["series"].as_array().unwrap().clone())
+            .map(|s| s["metric"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(names, low);
+        assert_eq!(scope.misplaced_points, 2 * (200 - low.len() as u64));
+        // JSON records carry another identity: never filtered.
+        rec.clear();
+        enc.encode(&b, Encoding::Json, Compression::None, &mut rec)
+            .unwrap();
+        let mut scope = HashScope::range(0, 0);
+        let out = to_payloads(
+            dec.decode(&rec).unwrap(),
+            PayloadLimits::default(),
+            &mut scope,
+        )
+        .unwrap();
+        assert_eq!(out.iter().map(Egress::points).sum::<u64>(), 400);
+        assert_eq!(scope.misplaced_points, 0);
+    }
+
+    #[test]
     fn rkyv_records_become_v1_payloads_split_by_series() {
         let mut enc = StreamEncoder::default();
         let mut rec = Vec::new();
@@ -248,7 +343,7 @@ mod tests {
             max_series: 2,
             max_bytes: 1 << 20,
         };
-        let out = to_payloads(dec.decode(&rec).unwrap(), limits).unwrap();
+        let out = to_payloads(dec.decode(&rec).unwrap(), limits, &mut HashScope::all()).unwrap();
         assert_eq!(out.len(), 3);
         assert_eq!(out.iter().map(Egress::points).sum::<u64>(), 10);
         let b = bodies(&out);
@@ -272,7 +367,12 @@ mod tests {
         enc.encode(&batch(3), Encoding::Json, Compression::None, &mut rec)
             .unwrap();
         let mut dec = StreamDecoder::default();
-        let out = to_payloads(dec.decode(&rec).unwrap(), PayloadLimits::default()).unwrap();
+        let out = to_payloads(
+            dec.decode(&rec).unwrap(),
+            PayloadLimits::default(),
+            &mut HashScope::all(),
+        )
+        .unwrap();
         let b = bodies(&out);
         let series = b[0]["series"].as_array().unwrap();
         // Each point of the batch is one datapoint.
@@ -294,7 +394,7 @@ mod tests {
             max_series: 1000,
             max_bytes: 500,
         };
-        let out = to_payloads(dec.decode(&rec).unwrap(), limits).unwrap();
+        let out = to_payloads(dec.decode(&rec).unwrap(), limits, &mut HashScope::all()).unwrap();
         assert!(out.len() > 1);
         let total: usize = bodies(&out)
             .iter()

@@ -13,9 +13,10 @@
 //! each shard) owns its [`Delivery`].
 //!
 //! Metrics: counted into [`WorkerStats`] (`batches_delivered`, `redeliveries`,
-//! `decode_errors`) and into the `to` sinks' [`SinkStats`].
+//! `decode_errors`, `misplaced_points`: series outside a Kinesis lease's hash range, left out;
+//! see [`Delivery::with_hash_range`]) and into the `to` sinks' [`SinkStats`].
 
-use crate::convert::{self, PayloadLimits};
+use crate::convert::{self, HashScope, PayloadLimits};
 use crate::{WorkerError, WorkerStats};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -124,6 +125,7 @@ pub struct Delivery {
     stats: Arc<WorkerStats>,
     decoder: StreamDecoder,
     limits: PayloadLimits,
+    scope: HashScope,
 }
 
 impl Delivery {
@@ -145,7 +147,15 @@ impl Delivery {
             stats,
             decoder: StreamDecoder::default(),
             limits,
+            scope: HashScope::all(),
         }
+    }
+
+    /// Delivers only the series whose partition hash lies in `start..=end` (a Kinesis
+    /// lease's range); the others are counted in `misplaced_points` and left out.
+    pub fn with_hash_range(mut self, start: u128, end: u128) -> Self {
+        self.scope = HashScope::range(start, end);
+        self
     }
 
     /// Delivers one record (`at` names it in logs) to every target, sending failed payloads
@@ -161,8 +171,9 @@ impl Delivery {
             .decoder
             .decode(record)
             .map_err(|e| e.to_string())
-            .and_then(|d| convert::to_payloads(d, self.limits).map_err(|e| e.to_string()))
-        {
+            .and_then(|d| {
+                convert::to_payloads(d, self.limits, &mut self.scope).map_err(|e| e.to_string())
+            }) {
             Ok(p) => p,
             Err(e) => {
                 add(&self.stats.decode_errors, 1);
@@ -171,6 +182,12 @@ impl Delivery {
                 return Outcome::Done;
             }
         };
+        let misplaced = std::mem::take(&mut self.scope.misplaced_points);
+        if misplaced > 0 {
+            add(&self.stats.misplaced_points, misplaced);
+            tracing::debug!(worker = %self.worker, at = %at, points = misplaced,
+                "left out series outside the shard's hash range (put there during a reshard)");
+        }
         // pending[t][p]: payload p still to deliver to target t.
         let mut pending: Vec<Vec<bool>> = vec![vec![true; payloads.len()]; self.targets.len()];
         let mut wait = REDELIVER_BASE;

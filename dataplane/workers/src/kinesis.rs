@@ -41,7 +41,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use switchyard_core::config::{KinesisSettings, LeaseStoreKind, WorkerConfig};
 use switchyard_lease::{
-    AnyStore, Coordinator, FileStore, Lease, LeaseConfig, LeaseCounters, LeaseStore, SystemClock,
+    AnyStore, Coordinator, FileStore, HashRange, Lease, LeaseConfig, LeaseCounters, LeaseStore,
+    SystemClock,
 };
 use switchyard_sinks::sink::kinesis::{load_client, sdk_err};
 
@@ -382,7 +383,9 @@ impl KinesisWorker {
         }
     }
 
-    fn start_reader(&self, shard: &str) -> Option<Running> {
+    /// Starts the reader of a held lease's shard; it delivers only the series of the lease's
+    /// hash range when the lease has one (see [`crate::convert::HashScope`]).
+    fn start_reader(&self, shard: &str, range: Option<HashRange>) -> Option<Running> {
         let targets = match self.spec.build(&self.name) {
             Ok(t) => t,
             Err(e) => {
@@ -398,7 +401,11 @@ impl KinesisWorker {
             client: self.client.clone(),
             handle: self.handle.clone(),
             coord: self.coord.clone(),
-            delivery: crate::deliver::Delivery::new(&self.name, targets, self.stats.clone()),
+            delivery: match range {
+                Some(r) => crate::deliver::Delivery::new(&self.name, targets, self.stats.clone())
+                    .with_hash_range(r.start, r.end),
+                None => crate::deliver::Delivery::new(&self.name, targets, self.stats.clone()),
+            },
             stats: self.stats.clone(),
             max_records: self.max_records,
             halt: halt.clone(),
@@ -471,7 +478,7 @@ impl KinesisWorker {
                     for h in c.held_leases() {
                         if !readers.contains_key(&h.lease.key) && !h.lease.checkpoint.is_shard_end()
                         {
-                            if let Some(r) = self.start_reader(&h.lease.key) {
+                            if let Some(r) = self.start_reader(&h.lease.key, h.lease.hash_range) {
                                 readers.insert(h.lease.key.clone(), r);
                             }
                         }

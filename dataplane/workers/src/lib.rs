@@ -88,6 +88,10 @@ pub struct WorkerStats {
     pub read_errors: AtomicU64,
     /// Leases held (Kinesis).
     pub leases_held: AtomicU64,
+    /// Points of series outside the hash range of the shard they were read from, left out
+    /// (Kinesis: a producer put them there during a reshard and sent them again to the
+    /// shard that holds them).
+    pub misplaced_points: AtomicU64,
 }
 
 impl WorkerStats {
@@ -111,8 +115,8 @@ pub struct WorkerProbe {
 
 impl WorkerProbe {
     /// `(records_read, batches_delivered, redeliveries, decode_errors, lag, committed,
-    /// read_errors, leases_held)`.
-    pub fn snapshot(&self) -> [u64; 8] {
+    /// read_errors, leases_held, misplaced_points)`.
+    pub fn snapshot(&self) -> [u64; 9] {
         let s = &self.stats;
         [
             WorkerStats::get(&s.records_read),
@@ -123,6 +127,7 @@ impl WorkerProbe {
             WorkerStats::get(&s.committed),
             WorkerStats::get(&s.read_errors),
             WorkerStats::get(&s.leases_held),
+            WorkerStats::get(&s.misplaced_points),
         ]
     }
 }

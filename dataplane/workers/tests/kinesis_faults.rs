@@ -235,7 +235,7 @@ take_interval = "500ms"
     let mut want: Vec<String> = (0..30).map(|i| format!("m{i}")).collect();
     want.sort();
     assert_eq!(got, want, "every series exactly once");
-    let [read, delivered, _, decode_errors, _, _, read_errors, leases] = probe.snapshot();
+    let [read, delivered, _, decode_errors, _, _, read_errors, leases, _] = probe.snapshot();
     assert_eq!(
         read_errors, 3,
         "throttled, failed and expired reads are counted"

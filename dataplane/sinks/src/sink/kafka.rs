@@ -31,6 +31,7 @@ use switchyard_core::config::{BatchEncoding, Compression, KafkaSettings};
 use switchyard_core::egress::{Egress, Endpoint, IntakePayload};
 use switchyard_core::translate::TranslateConfig;
 use switchyard_kafka::{Error as KafkaError, Pending, Producer, ProducerConfig};
+use switchyard_stream::batch::partition_key;
 use switchyard_stream::{envelope, kpl, Encoding, StreamBatch, StreamEncoder};
 
 /// Most series in one record (keeps records well under the brokers' 1 MB default).
@@ -42,26 +43,6 @@ pub const PARTITIONS_REFRESH: Duration = Duration::from_secs(60);
 /// the partition count.
 pub fn partition_of(key: &str, partitions: usize) -> usize {
     (kpl::hash_key(key) % partitions.max(1) as u128) as usize
-}
-
-/// Writes the key a series is partitioned by: name, host, device and tags, NUL-separated.
-pub fn series_key<'a>(
-    out: &mut String,
-    name: &str,
-    host: Option<&str>,
-    device: Option<&str>,
-    tags: impl Iterator<Item = &'a str>,
-) {
-    out.clear();
-    out.push_str(name);
-    out.push('\0');
-    out.push_str(host.unwrap_or(""));
-    out.push('\0');
-    out.push_str(device.unwrap_or(""));
-    for t in tags {
-        out.push('\0');
-        out.push_str(t);
-    }
 }
 
 /// One record of an item on its way.
@@ -245,7 +226,7 @@ impl KafkaSink {
             p.clear();
         }
         for s in self.all.series().skip(start).take(end - start) {
-            series_key(&mut self.key, s.name(), s.host(), s.device(), s.tags());
+            partition_key(s.name(), s.host(), s.device(), s.tags(), &mut self.key);
             if let Some(part) = self.parts.get_mut(partition_of(&self.key, n)) {
                 part.push_series(
                     s.name(),
@@ -343,8 +324,8 @@ mod tests {
     fn series_keys_separate_their_parts_and_map_to_stable_partitions() {
         let mut a = String::new();
         let mut b = String::new();
-        series_key(&mut a, "m", Some("h"), None, ["x:1", "y:2"].into_iter());
-        series_key(&mut b, "m", None, Some("h"), ["x:1", "y:2"].into_iter());
+        partition_key("m", Some("h"), None, ["x:1", "y:2"].into_iter(), &mut a);
+        partition_key("m", None, Some("h"), ["x:1", "y:2"].into_iter(), &mut b);
         assert_ne!(a, b, "host and device are told apart");
         assert_eq!(a, "m\0h\0\0x:1\0y:2");
         // MD5 of the key, so the partition never depends on the process or the build.

@@ -18,8 +18,12 @@
 //!   worker is a plain thread and `block_on`s each call). Region and credentials come from the
 //!   standard AWS chain; `region` and `endpoint` from the config override it.
 //! - Shards: `ListShards` (open shards only, so closed parents of a split or merge get
-//!   nothing); refreshed every [`SHARD_REFRESH`], after any failed call, and when Kinesis
-//!   puts a record on another shard than planned (a reshard).
+//!   nothing); refreshed every [`SHARD_REFRESH`], after any failed call, and at once when
+//!   Kinesis puts a record on another shard than planned (a reshard). Then the series of that
+//!   record the shard it landed on does not hold are packed again for their own shard, ahead
+//!   of what was queued behind them, and every queued record is planned again for the new
+//!   map; the Kinesis workers leave such misplaced series out (they deliver only their
+//!   lease's hash range), so a series keeps its order across splits and merges.
 //! - Record limit: the stream's `MaxRecordSizeInKiB` from `DescribeStreamSummary`, 1 MiB
 //!   (logged) when the server does not report it. Calls stay within 500 records and 5 MiB.
 //! - Failures: only the failed entries of a call are resent. An entry failing with
@@ -38,7 +42,9 @@
 //!   records per entry outcome; `switchyard_sink_stream_user_records_total`: user records
 //!   (envelopes) put;
 //! - `switchyard_sink_stream_bytes_total`: record bytes (data + partition key) put;
-//! - `switchyard_sink_stream_shard_refreshes_total`: shard map reloads after the first.
+//! - `switchyard_sink_stream_shard_refreshes_total`: shard map reloads after the first;
+//! - `switchyard_sink_stream_points_moved_total`: points a reshard put on a shard that does
+//!   not hold their series, sent again to the right one.
 //!
 //! Besides these, the shared sink metrics apply: `switchyard_sink_requests_total` and the
 //! latency histogram per call, `switchyard_sink_bytes_total` (bytes sent per call, resends
@@ -53,16 +59,18 @@ use crate::SinkError;
 use aws_sdk_kinesis::error::ProvideErrorMetadata;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
-use pack::{plan_call, Entry, Packer, MAX_CALL_BYTES, MAX_CALL_RECORDS};
+use pack::{plan_call, Entry, PackDrops, Packer, MAX_CALL_BYTES, MAX_CALL_RECORDS};
 use rand::Rng;
-use shards::{Pacer, ShardMap};
+use shards::{Pacer, ShardMap, ShardRange};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 use switchyard_core::config::{BatchEncoding, Compression as CfgCompression, KinesisSettings};
 use switchyard_core::egress::Egress;
 use switchyard_core::translate::TranslateConfig;
-use switchyard_stream::kpl::DEFAULT_MAX_RECORD_BYTES;
-use switchyard_stream::{Compression, Encoding, StreamBatch, StreamEncoder};
+use switchyard_stream::kpl::{self, parse_hash_key, DEFAULT_MAX_RECORD_BYTES};
+use switchyard_stream::{
+    Compression, Decoded, Encoding, Point, StreamBatch, StreamDecoder, StreamEncoder,
+};
 
 /// How often the shard map is reloaded even without errors.
 pub const SHARD_REFRESH: Duration = Duration::from_secs(60);
@@ -84,10 +92,14 @@ pub struct KinesisSink {
     client: aws_sdk_kinesis::Client,
     stream: String,
     map: ShardMap,
+    /// Every shard of the last listing, closed ones too (where a reshard put a record).
+    listed: Vec<ShardRange>,
     refreshed: Option<Instant>,
     stale: bool,
     packer: Packer,
     batch: StreamBatch,
+    decoder: StreamDecoder,
+    key: String,
     scratch: super::ParseScratch,
     max_retries: u32,
     throttle: Vec<Throttle>,
@@ -202,10 +214,13 @@ impl KinesisSink {
             client,
             stream: s.stream.clone(),
             map: ShardMap::default(),
+            listed: Vec::new(),
             refreshed: None,
             stale: true,
             packer: Packer::new(encoder, encoding, compression, max_record),
             batch: StreamBatch::new(),
+            decoder: StreamDecoder::default(),
+            key: String::new(),
             scratch: super::ParseScratch::default(),
             max_retries: ss.max_retries,
             throttle: Vec::new(),
@@ -268,6 +283,16 @@ impl KinesisSink {
         if map.is_empty() {
             return Err(format!("stream {} has no open shard", self.stream));
         }
+        self.listed = items
+            .iter()
+            .filter_map(|(id, start, end, _)| {
+                Some(ShardRange {
+                    id: id.clone(),
+                    start: parse_hash_key(start)?,
+                    end: parse_hash_key(end)?,
+                })
+            })
+            .collect();
         self.map = map;
         self.throttle = vec![Throttle::default(); self.map.len()];
         self.pacer.remap(&self.map, Instant::now());
@@ -346,6 +371,11 @@ impl KinesisSink {
             ctx.drop_values(DropReason::Translation, total - held);
         }
         let drops = self.packer.add(&self.batch, &self.map, &mut self.queues);
+        self.account(drops, ctx);
+    }
+
+    /// Counts what the packer could not turn into records.
+    fn account(&mut self, drops: PackDrops, ctx: &Ctx<'_>) {
         if drops.too_large > 0 {
             ctx.drop_once_logged(
                 DropReason::Rejected,
@@ -424,19 +454,159 @@ impl KinesisSink {
                 call.extend(q.drain(..k.min(q.len())));
             }
             // Failed entries go back to the front of their shard, before what was left.
-            for e in self.put(call, ctx).into_iter().rev() {
+            let mut moved = Vec::new();
+            for e in self.put(call, ctx, &mut moved).into_iter().rev() {
                 match self.queues.get_mut(e.shard) {
                     Some(q) => q.push_front(e),
                     None => ctx.drop_values(DropReason::Fatal, e.points),
                 }
             }
+            if !moved.is_empty() {
+                self.replan(moved, ctx);
+            }
         }
         self.take = take;
     }
 
+    /// After Kinesis put records on other shards than planned (a split or merge the map had
+    /// not seen): reloads the map, then plans again, in order, each moved record and every
+    /// record still queued. Of a moved record, the series the shard it landed on holds are
+    /// delivered (its worker keeps them); the others, which that shard's worker drops as
+    /// misplaced, are packed again for their shard, ahead of the records queued behind
+    /// them, so each series keeps its order. Queued records are packed again for the new
+    /// map. Records that cannot be read back (the JSON encoding, whose consumers do not
+    /// filter by range) stay as they are: a moved one counts delivered where it landed, a
+    /// queued one goes to the shard its explicit hash key now falls in. Only a reshard takes
+    /// this path, so it may allocate.
+    fn replan(&mut self, moved: Vec<Moved>, ctx: &Ctx<'_>) {
+        let mut old = std::mem::take(&mut self.queues);
+        loop {
+            match self.refresh_shards() {
+                Ok(()) => {
+                    SinkStats::add(&ctx.stats.stream.shard_refreshes, 1);
+                    break;
+                }
+                Err(e) if ctx.aborting() => {
+                    tracing::warn!(sink = ctx.name, error = %e, "shard map reload failed at shutdown");
+                    let pts = moved.iter().map(|m| m.entry.points).sum::<u64>()
+                        + old.iter().flatten().map(|e| e.points).sum::<u64>();
+                    ctx.drop_values(DropReason::Shutdown, pts);
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(sink = ctx.name, error = %e, "shard map reload after a reshard failed; retrying");
+                    std::thread::sleep(WAIT_SLICE * 4);
+                }
+            }
+        }
+        tracing::info!(
+            sink = ctx.name,
+            records = moved.len(),
+            shards = self.map.len(),
+            "records landed on other shards than planned (a reshard): planning again"
+        );
+        let mut moved: Vec<Option<Moved>> = moved.into_iter().map(Some).collect();
+        for (shard, queue) in old.iter_mut().enumerate() {
+            // At most one record per shard per call, so at most one moved per shard; it goes
+            // before the records queued behind it.
+            for slot in moved.iter_mut() {
+                if slot.as_ref().is_some_and(|m| m.entry.shard == shard) {
+                    if let Some(m) = slot.take() {
+                        self.repack_moved(m, ctx);
+                    }
+                }
+            }
+            for e in queue.drain(..) {
+                self.repack(e, None, ctx);
+            }
+        }
+        for m in moved.into_iter().flatten() {
+            self.repack_moved(m, ctx);
+        }
+        self.packer.finish(&mut self.queues);
+    }
+
+    fn repack_moved(&mut self, m: Moved, ctx: &Ctx<'_>) {
+        let range = self.listed.iter().find(|s| s.id == m.actual).cloned();
+        self.repack(m.entry, Some(range), ctx);
+    }
+
+    /// Packs the series of `e` again for the current map. `landed`: `e` was put on a shard
+    /// (with that range when known), whose series are delivered rather than packed.
+    fn repack(&mut self, e: Entry, landed: Option<Option<ShardRange>>, ctx: &Ctx<'_>) {
+        self.batch.clear();
+        let mut kept = 0u64;
+        let mut readable = true;
+        for user in kpl::deaggregate(&e.record.data) {
+            let Ok(Decoded::Rkyv(a)) = self.decoder.decode(&user.data) else {
+                readable = false;
+                break;
+            };
+            for s in a.series() {
+                let h = s.partition_hash(&mut self.key);
+                if let Some(Some(r)) = &landed {
+                    if r.start <= h && h <= r.end {
+                        kept += s.points().len() as u64;
+                        continue;
+                    }
+                }
+                self.batch.push_series(
+                    s.name(),
+                    s.kind(),
+                    s.interval(),
+                    s.host(),
+                    s.device(),
+                    s.tags(),
+                    s.points()
+                        .map(|(timestamp, value)| Point { timestamp, value }),
+                );
+            }
+        }
+        if !readable {
+            self.batch.clear();
+            if landed.is_some() {
+                return ctx.delivered(e.points);
+            }
+            let to = e
+                .record
+                .explicit_hash_key
+                .as_deref()
+                .and_then(parse_hash_key)
+                .and_then(|h| self.map.lookup(h));
+            match to.and_then(|shard| self.queues.get_mut(shard).map(|q| (shard, q))) {
+                Some((shard, q)) => q.push_back(Entry { shard, ..e }),
+                None => {
+                    self.stale = true;
+                    ctx.drop_once_logged(
+                        DropReason::Fatal,
+                        e.points,
+                        "record hash outside every open shard",
+                    );
+                }
+            }
+            return;
+        }
+        if kept > 0 {
+            ctx.delivered(kept);
+        }
+        let carried = self.batch.point_count() as u64;
+        if kept + carried < e.points {
+            // Cannot happen for records this sink packed; counted rather than lost.
+            ctx.drop_values(DropReason::Translation, e.points - kept - carried);
+        }
+        if carried > 0 {
+            if landed.is_some() {
+                SinkStats::add(&ctx.stats.stream.points_moved, carried);
+            }
+            let drops = self.packer.add(&self.batch, &self.map, &mut self.queues);
+            self.account(drops, ctx);
+        }
+    }
+
     /// One `PutRecords` call (with the driver's whole-call retries); returns the entries to
-    /// resend.
-    fn put(&mut self, call: Vec<Entry>, ctx: &Ctx<'_>) -> Vec<Entry> {
+    /// resend. Entries Kinesis put on another shard than planned go to `moved`, not yet
+    /// counted delivered ([`KinesisSink::replan`] settles them).
+    fn put(&mut self, call: Vec<Entry>, ctx: &Ctx<'_>, moved: &mut Vec<Moved>) -> Vec<Entry> {
         let mut reqs = Vec::with_capacity(call.len());
         for e in &call {
             let mut b = PutRecordsRequestEntry::builder()
@@ -517,13 +687,18 @@ impl KinesisSink {
                         t.level = 0;
                     }
                     let expected = self.map.get(e.shard).map(|s| s.id.as_str());
-                    if r.and_then(|r| r.shard_id())
-                        .is_some_and(|id| Some(id) != expected)
-                    {
-                        // A reshard moved the range: reload before the next item.
-                        self.stale = true;
+                    match r.and_then(|r| r.shard_id()) {
+                        Some(id) if Some(id) != expected => {
+                            // A reshard the map has not seen: the record sits on a shard
+                            // whose range may not hold all of its series.
+                            self.stale = true;
+                            moved.push(Moved {
+                                actual: id.to_owned(),
+                                entry: e,
+                            });
+                        }
+                        _ => ctx.delivered(e.points),
                     }
-                    ctx.delivered(e.points);
                 }
                 code => {
                     let throttled = code == Some("ProvisionedThroughputExceededException");
@@ -551,6 +726,14 @@ impl KinesisSink {
         }
         failed
     }
+}
+
+/// A record put on another shard than planned.
+#[derive(Debug)]
+struct Moved {
+    entry: Entry,
+    /// The shard Kinesis put it on.
+    actual: String,
 }
 
 /// Maps a whole-call error to the driver's retry classes (and a label for the drop reason).

@@ -312,6 +312,12 @@ const HALF: u128 = u128::MAX / 2;
 /// A fake stream with 2 open shards and a closed parent, 1 KiB records; `decide(call,
 /// entry)` scripts each PutRecords entry; `fail_first_calls` whole calls answer HTTP 500.
 fn fake(decide: Box<Decide>, fail_first_calls: usize) -> Fake {
+    fake_with(decide, fail_first_calls, 0)
+}
+
+/// [`fake`], whose parent shard 0 (the whole hash range) stays open, and takes every
+/// record, until `split_at` PutRecords calls were answered; then it is split.
+fn fake_with(decide: Box<Decide>, fail_first_calls: usize, split_at: usize) -> Fake {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let calls: Calls = Arc::default();
@@ -328,7 +334,14 @@ fn fake(decide: Box<Decide>, fail_first_calls: usize) -> Fake {
             let (calls, failed, arrivals) = (state.0.clone(), state.1.clone(), state.2.clone());
             let decide = decide.clone();
             std::thread::spawn(move || {
-                serve(tcp, &calls, &failed, &arrivals, fail_first_calls, &*decide)
+                serve(
+                    tcp,
+                    &calls,
+                    &failed,
+                    &arrivals,
+                    (fail_first_calls, split_at),
+                    &*decide,
+                )
             });
         }
     });
@@ -349,7 +362,7 @@ fn serve(
     calls: &Mutex<Vec<Vec<(String, String)>>>,
     failed: &Mutex<usize>,
     arrivals: &Mutex<Vec<(Instant, usize, usize)>>,
-    fail_first: usize,
+    (fail_first, split_at): (usize, usize),
     decide: &Decide,
 ) {
     let mut r = BufReader::new(tcp);
@@ -361,6 +374,7 @@ fn serve(
         let target = headers["x-amz-target"]
             .trim_start_matches("Kinesis_20131202.")
             .to_string();
+        let split = calls.lock().unwrap().len() >= split_at;
         let (status, reply) = match target.as_str() {
             "DescribeStreamSummary" => (
                 200,
@@ -369,6 +383,13 @@ fn serve(
                     "StreamStatus": "ACTIVE", "RetentionPeriodHours": 24,
                     "StreamCreationTimestamp": 1.7e9, "EnhancedMonitoring": [],
                     "OpenShardCount": 2, "MaxRecordSizeInKiB": 1}}),
+            ),
+            "ListShards" if !split => (
+                200,
+                json!({"Shards": [
+                    {"ShardId": "shardId-000000000000",
+                     "HashKeyRange": {"StartingHashKey": "0", "EndingHashKey": u128::MAX.to_string()},
+                     "SequenceNumberRange": {"StartingSequenceNumber": "1"}}]}),
             ),
             "ListShards" => (
                 200,
@@ -420,7 +441,11 @@ fn serve(
                         .iter()
                         .enumerate()
                         .map(|(i, (_, ehk))| {
-                            let shard = if ehk.parse::<u128>().unwrap() <= HALF { 1 } else { 2 };
+                            let shard = match ehk.parse::<u128>().unwrap() {
+                                _ if !split => 0,
+                                k if k <= HALF => 1,
+                                _ => 2,
+                            };
                             match decide(call, i) {
                                 Outcome::Ok => json!({"SequenceNumber": format!("{call}-{i}"),
                                     "ShardId": format!("shardId-00000000000{shard}")}),
@@ -533,6 +558,84 @@ fn only_failed_entries_are_resent_in_shard_order_and_the_ledger_balances() {
             "explicit hash key = a child's starting key"
         );
     }
+}
+
+#[test]
+fn records_a_split_moved_are_planned_again_so_every_series_keeps_its_order() {
+    use base64::Engine;
+    aws_env();
+    // Shard 0 (the whole range) takes the first 2 calls, then splits into 1 (low half) and
+    // 2 (high half): what the sink still plans for shard 0 lands on shard 1.
+    let split_at = 2;
+    let f = fake_with(Box::new(|_, _| Outcome::Ok), 0, split_at);
+    let (rounds, n) = (4, 1000);
+    let items = (0..rounds).map(|r| (0, flush(r, n))).collect();
+    let stats = run(spawn(&fake_sink(&f.url, 3)), items).remove(0);
+    assert_eq!(SinkStats::get(&stats.values_delivered), (rounds * n) as u64);
+    for r in DropReason::ALL {
+        assert_eq!(stats.dropped(r), 0, "dropped {}", r.as_str());
+    }
+    let moved = SinkStats::get(&stats.stream.points_moved);
+    assert!(
+        moved > 0,
+        "a record landed on the low child with high-half series"
+    );
+    // What KCL-style workers deliver: shard 0's worker everything, in order; once it ends,
+    // each child's worker the series of its own hash range (a worker drops the others as
+    // misplaced). Per series: shard 0's points, then its child's.
+    let calls = f.calls.lock().unwrap().clone();
+    let mut dec = StreamDecoder::default();
+    let mut key = String::new();
+    let mut per_shard: [HashMap<String, Vec<f64>>; 3] = Default::default();
+    let mut misplaced = 0u64;
+    for (c, call) in calls.iter().enumerate() {
+        for (data, ehk) in call {
+            let shard = match ehk.parse::<u128>().unwrap() {
+                _ if c < split_at => 0,
+                k if k <= HALF => 1,
+                _ => 2,
+            };
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(data)
+                .unwrap();
+            for u in deaggregate(&bytes) {
+                let Decoded::Rkyv(b) = dec.decode(&u.data).unwrap() else {
+                    panic!("rkyv expected")
+                };
+                for s in b.series() {
+                    let h = s.partition_hash(&mut key);
+                    if (shard == 1 && h > HALF) || (shard == 2 && h <= HALF) {
+                        misplaced += s.points().len() as u64;
+                        continue;
+                    }
+                    per_shard[shard]
+                        .entry(s.name().to_string())
+                        .or_default()
+                        .extend(s.points().map(|p| p.1));
+                }
+            }
+        }
+    }
+    assert_eq!(
+        misplaced, moved,
+        "what was sent again is what the workers drop"
+    );
+    for i in 0..n {
+        let name = format!("app.metric.s{i}");
+        let got: Vec<f64> = per_shard
+            .iter()
+            .flat_map(|m| m.get(&name).cloned().unwrap_or_default())
+            .collect();
+        let want: Vec<f64> = (0..rounds).map(|r| (r * 1_000_000 + i) as f64).collect();
+        assert_eq!(
+            got, want,
+            "{name}: every point once, in order, across the split"
+        );
+    }
+    assert!(
+        per_shard.iter().all(|m| !m.is_empty()),
+        "the parent and both children carried series"
+    );
 }
 
 #[test]

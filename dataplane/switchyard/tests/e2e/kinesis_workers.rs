@@ -287,16 +287,8 @@ fn wait_all_delivered(v: &Vendor, rounds: usize) -> Vec<Vec<u64>> {
 
 /// At least once, in order, no gaps: every value 1..=rounds is there, and each value first
 /// arrives after its predecessor first arrived (redeliveries after a failover repeat older
-/// values, which is allowed). Values in `reshard` (rounds posted while a split completed,
-/// before the producer saw it) are exempt from the order check: see the note on
-/// [`two_worker_processes_fail_over_and_follow_a_split_and_a_merge`]. Returns the number of
-/// duplicates and of values that arrived out of order.
-fn assert_in_order_without_gaps(
-    series: usize,
-    vals: &[u64],
-    rounds: usize,
-    reshard: Option<std::ops::RangeInclusive<usize>>,
-) -> (usize, usize) {
+/// values, which is allowed). Returns the number of duplicates.
+fn assert_in_order_without_gaps(series: usize, vals: &[u64], rounds: usize) -> usize {
     let mut first = vec![usize::MAX; rounds + 1];
     for (pos, &v) in vals.iter().enumerate() {
         assert!(
@@ -307,35 +299,23 @@ fn assert_in_order_without_gaps(
             first[v as usize] = pos;
         }
     }
-    let mut late = 0;
     for r in 2..=rounds {
-        if first[r - 1] < first[r] {
-            continue;
-        }
-        late += 1;
         assert!(
-            reshard
-                .as_ref()
-                .is_some_and(|w| w.contains(&r) || w.contains(&(r - 1))),
-            "kw.{series}: value {r} arrived before {} outside the reshard window {reshard:?} (values: {vals:?})",
+            first[r - 1] < first[r],
+            "kw.{series}: value {r} arrived before {} (values: {vals:?})",
             r - 1
         );
     }
-    (vals.len() - rounds, late)
+    vals.len() - rounds
 }
 
-/// The highest round the vendor has seen for any series: every round up to it was already
-/// put into the stream (the producer may lag behind what was posted).
-fn delivered_round(v: &Vendor) -> usize {
-    let s = v.stats();
-    (0..SERIES)
-        .filter_map(|i| {
-            s["metrics"][format!("kw.{i}")]["values"]
-                .as_array()
-                .and_then(|a| a.iter().filter_map(Value::as_f64).map(|x| x as usize).max())
-        })
-        .max()
-        .unwrap_or(0)
+/// The sum of a metric family over its label sets.
+fn metric_sum(i: &Instance, family: &str) -> f64 {
+    let (_, body) = i.get("/metrics");
+    body.lines()
+        .filter(|l| l.starts_with(&format!("{family}{{")))
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+        .sum()
 }
 
 fn state_dir(tag: &str) -> PathBuf {
@@ -397,19 +377,14 @@ impl Rig {
         ));
     }
 
-    /// Splits the first open shard at its middle while the traffic flows; returns its id
-    /// and the reshard window (see the note on
-    /// [`two_worker_processes_fail_over_and_follow_a_split_and_a_merge`]).
-    fn split_first(&self) -> (String, std::ops::RangeInclusive<usize>) {
+    /// Splits the first open shard at its middle while the traffic flows; returns its id.
+    fn split_first(&self) -> String {
         let shards = self.k.open_shards();
         assert_eq!(shards.len(), 2, "{shards:?}");
         let (first, start, end) = shards[0].clone();
-        let from = delivered_round(&self.vendor);
         self.k.split(&first, start + (end - start) / 2 + 1);
-        std::thread::sleep(Duration::from_secs(1));
-        let to = self.posted.load(Ordering::Relaxed);
-        std::thread::sleep(Duration::from_secs(1));
-        (first, from..=to)
+        std::thread::sleep(Duration::from_secs(2));
+        first
     }
 
     /// Stops the traffic and waits until every value arrived; returns the rounds posted
@@ -428,15 +403,11 @@ impl Drop for Rig {
     }
 }
 
-/// Known gap, asserted as such: the producer aggregates per shard with the shard's starting
-/// hash key. Records put between a split completing and the producer noticing it (the next
-/// `PutRecords` answer names a child shard) all land on the lower child, including series
-/// that belong to the upper one; the two children are read in parallel, so such a series
-/// may see those values after later ones. Every value still arrives (no gap); values put
-/// outside that window are in order. The window is bounded below by the highest round the
-/// vendor had seen when the split started (already put) and above by the rounds posted one
-/// second after the split completed. The fix is KPL's: re-put misplaced series to their
-/// shard and have readers drop series outside their lease's hash range.
+/// Records put between a split completing and the producer noticing it (the `PutRecords`
+/// answer names a child shard) land on the lower child, with series of the upper one. The
+/// producer sends those series again to the upper child, ahead of their later values, and
+/// the lower child's reader leaves them out (outside its lease's hash range), so the order
+/// holds across the split and the merge.
 #[test]
 fn two_worker_processes_fail_over_and_follow_a_split_and_a_merge() {
     let mut rig = Rig::kinesis_local("failover");
@@ -466,21 +437,24 @@ fn two_worker_processes_fail_over_and_follow_a_split_and_a_merge() {
 
     // Split the first shard, then merge its upper child with the other shard, while the
     // traffic flows.
-    let (first, window) = rig.split_first();
+    let first = rig.split_first();
     let shards = rig.k.open_shards();
     assert_eq!(shards.len(), 3, "{shards:?}");
     rig.k.merge(&shards[1].0, &shards[2].0);
     std::thread::sleep(Duration::from_secs(2));
     let (rounds, got) = rig.finish();
-    let (mut dups, mut late) = (0, 0);
+    let mut dups = 0;
     for (i, vals) in got.iter().enumerate() {
-        let (d, l) = assert_in_order_without_gaps(i, vals, rounds, Some(window.clone()));
-        dups += d;
-        late += l;
+        dups += assert_in_order_without_gaps(i, vals, rounds);
     }
+    // Every point the producer sent again was also read where it first landed, and left
+    // out there.
+    let moved = metric_sum(&rig.prod, "switchyard_sink_stream_points_moved_total");
+    let misplaced = metric_sum(&c, "switchyard_worker_misplaced_points_total");
+    assert!(misplaced >= moved, "moved {moved}, left out {misplaced}");
     eprintln!(
-        "{rounds} rounds x {SERIES} series delivered; {dups} duplicate points; \
-         {late} values out of order, all posted during the split (rounds {window:?})"
+        "{rounds} rounds x {SERIES} series delivered in order; {dups} duplicate points; \
+         {moved} points sent again after the reshard, {misplaced} left out by the readers"
     );
 
     // The lineage in the lease table: the split and merged parents finished, the children
@@ -541,11 +515,15 @@ fn a_worker_releases_a_lease_on_request_and_follows_a_split_without_child_shards
         || open_leases_owned_by(&leases(&w), "wr") == 2,
     );
 
-    let (first, window) = rig.split_first();
+    let first = rig.split_first();
     let (rounds, got) = rig.finish();
     for (i, vals) in got.iter().enumerate() {
-        assert_in_order_without_gaps(i, vals, rounds, Some(window.clone()));
+        assert_in_order_without_gaps(i, vals, rounds);
     }
+    let moved = metric_sum(&rig.prod, "switchyard_sink_stream_points_moved_total");
+    let misplaced = metric_sum(&w, "switchyard_worker_misplaced_points_total");
+    assert!(misplaced >= moved, "moved {moved}, left out {misplaced}");
+    eprintln!("{moved} points sent again after the split, {misplaced} left out by the reader");
     let l = leases(&w);
     let children: Vec<&Value> = l
         .iter()
@@ -587,7 +565,7 @@ fn two_worker_processes_share_a_stream_through_a_dynamodb_lease_table() {
     std::thread::sleep(Duration::from_secs(1));
     let (rounds, got) = rig.finish();
     for (i, vals) in got.iter().enumerate() {
-        assert_in_order_without_gaps(i, vals, rounds, None);
+        assert_in_order_without_gaps(i, vals, rounds);
     }
     // The checkpoints are in the table: both shards progressed.
     let l = leases(&b);

@@ -2,7 +2,7 @@
 //! KPL-aggregated records, records to `PutRecords` calls. No I/O, so the benchmark and the
 //! unit tests drive it directly.
 //!
-//! 1. Each series goes to the open shard whose hash range holds the MD5 of its identity
+//! 1. Each series goes to the open shard whose hash range holds its partition hash
 //!    (name, host, device, tags), so a series always lands on the same shard and keeps its
 //!    order.
 //! 2. Per shard, series are gathered into [`StreamBatch`]es of about
@@ -195,8 +195,7 @@ impl Packer {
         self.per_shard.iter_mut().for_each(Vec::clear);
         self.per_shard.resize_with(map.len(), Vec::new);
         for (i, s) in batch.series().enumerate() {
-            series_key(&s, &mut self.key);
-            match map.lookup(switchyard_stream::kpl::hash_key(&self.key)) {
+            match map.lookup(s.partition_hash(&mut self.key)) {
                 Some(shard) => {
                     if let Some(v) = self.per_shard.get_mut(shard) {
                         v.push(i as u32);
@@ -306,20 +305,6 @@ fn series_bytes(s: &SeriesRef<'_>) -> usize {
         + s.tags().map(|t| t.len() + 8).sum::<usize>()
         + s.points().len() * 16
         + 48
-}
-
-/// The identity a series is partitioned by: name, host, device and tags.
-pub fn series_key(s: &SeriesRef<'_>, key: &mut String) {
-    key.clear();
-    key.push_str(s.name());
-    key.push('\0');
-    key.push_str(s.host().unwrap_or(""));
-    key.push('\0');
-    key.push_str(s.device().unwrap_or(""));
-    for t in s.tags() {
-        key.push('\0');
-        key.push_str(t);
-    }
 }
 
 /// Picks the next call from the per-shard `queues`: at most [`MAX_CALL_RECORDS`] records
@@ -437,8 +422,7 @@ mod tests {
         }
         assert_eq!(seen.len(), 20_000);
         for s in b.series() {
-            series_key(&s, &mut key);
-            let shard = map.lookup(switchyard_stream::kpl::hash_key(&key)).unwrap();
+            let shard = map.lookup(s.partition_hash(&mut key)).unwrap();
             assert_eq!(seen[s.name()], shard);
         }
     }
