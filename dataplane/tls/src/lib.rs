@@ -239,7 +239,10 @@ mod tests {
         // Not PEM at all: the error names the file and never quotes it.
         std::fs::write(&k, "secret-not-a-key").unwrap();
         let e = tls.reload().unwrap_err().to_string();
-        assert!(e.contains("key.pem") && !e.contains("secret-not-a-key"), "{e}");
+        assert!(
+            e.contains("key.pem") && !e.contains("secret-not-a-key"),
+            "{e}"
+        );
         std::fs::remove_file(&c).unwrap();
         let e = tls.reload().unwrap_err().to_string();
         assert!(e.contains("cert.pem"), "{e}");
