@@ -25,6 +25,7 @@ mod e2e {
     mod proxy;
     mod reload;
     mod routes;
+    mod secrets;
     mod shards;
     mod signalfx;
     mod streams;
