@@ -29,4 +29,5 @@ mod e2e {
     mod shards;
     mod signalfx;
     mod streams;
+    mod tls;
 }
