@@ -6,7 +6,8 @@
 //! shown. Defensively, any other value under a key that looks like a secret (containing
 //! `token`, `key`, `secret`, `password` or `credential`, and not ending in `_env` or `_file`)
 //! is rendered as `"<redacted>"`, and so is the user-info part of any URL
-//! (`https://user:pass@host` → `https://<redacted>@host`).
+//! (`https://user:pass@host` → `https://<redacted>@host`). A `tls` table holds only file
+//! paths (`cert`, `key`): they are shown, the files' contents never are.
 //!
 //! `routes` is the file's table; the live one is `GET /v1/routes`.
 
@@ -49,6 +50,10 @@ pub fn redact(v: &mut Value) {
     match v {
         Value::Object(m) => {
             for (k, val) in m.iter_mut() {
+                if k == "tls" && val.is_object() {
+                    // `{cert, key}`: the paths of PEM files, never their contents.
+                    continue;
+                }
                 if secret_key(k) && !val.is_null() {
                     *val = Value::String(REDACTED.into());
                 } else {
@@ -89,7 +94,8 @@ mod tests {
                 "endpoint": "https://u:p@api.example.com:443/x?y",
                 "password": null,
             }},
-            "control": {"token_file": "/etc/t", "token": "xyz"},
+            "control": {"token_file": "/etc/t", "token": "xyz",
+                        "tls": {"cert": "/etc/c.pem", "key": "/etc/k.pem"}},
             "list": [{"secret": 1}],
             "plain": "https://api.example.com/a@b",
         });
@@ -104,6 +110,7 @@ mod tests {
         assert!(v["sinks"]["a"]["password"].is_null());
         assert_eq!(v["control"]["token_file"], "/etc/t");
         assert_eq!(v["control"]["token"], REDACTED);
+        assert_eq!(v["control"]["tls"]["key"], "/etc/k.pem");
         assert_eq!(v["list"][0]["secret"], REDACTED);
         assert_eq!(v["plain"], "https://api.example.com/a@b");
     }

@@ -23,7 +23,9 @@
 //! Request bodies are capped at [`MAX_BODY_BYTES`] (413 beyond).
 //!
 //! The listener is bound before [`spawn`] returns, so a bad address fails the start instead
-//! of a background thread.
+//! of a background thread. With `[control] tls` the API is served over HTTPS only (see
+//! [`tls`]); its certificate is loaded before [`spawn`] returns too, and re-read on SIGHUP
+//! through [`ControlHandle::tls`].
 
 pub mod auth;
 pub mod config_view;
@@ -33,6 +35,7 @@ pub mod metrics;
 pub mod ready;
 pub mod routes;
 pub mod stats;
+pub mod tls;
 pub mod workers;
 
 use axum::extract::{DefaultBodyLimit, State};
@@ -247,6 +250,9 @@ pub enum ControlError {
     /// The configured control token could not be read.
     #[error("control token: {0}")]
     Token(String),
+    /// The configured TLS certificate or key could not be loaded.
+    #[error("control.tls: {0}")]
+    Tls(switchyard_tls::TlsError),
 }
 
 /// The running control plane.
@@ -256,9 +262,15 @@ pub struct ControlHandle {
     thread: Option<std::thread::JoinHandle<()>>,
     /// The bound address.
     pub addr: SocketAddr,
+    tls: Option<switchyard_tls::ServerTls>,
 }
 
 impl ControlHandle {
+    /// The TLS setup when `[control] tls` is configured (reload it on SIGHUP).
+    pub fn tls(&self) -> Option<&switchyard_tls::ServerTls> {
+        self.tls.as_ref()
+    }
+
     /// Stops the server and joins its thread.
     pub fn stop(mut self) {
         if let Some(s) = self.stop.take() {
@@ -307,11 +319,21 @@ pub(crate) fn errors(status: StatusCode, errors: Vec<String>) -> Response {
     (status, Json(serde_json::json!({ "errors": errors }))).into_response()
 }
 
-/// Binds `addr` and serves the API on a new thread.
+/// Binds `addr` and serves the API on a new thread (over TLS when the state's config has
+/// `[control] tls`).
 ///
 /// # Errors
-/// [`ControlError`] when the address cannot be bound or the thread cannot start.
+/// [`ControlError`] when the address cannot be bound, the certificate cannot be loaded or
+/// the thread cannot start.
 pub fn spawn(addr: SocketAddr, state: ControlState) -> Result<ControlHandle, ControlError> {
+    let tls = match &state.config().control.tls {
+        Some(t) => Some(
+            switchyard_tls::ServerTls::load(&t.cert, &t.key, &[b"http/1.1"])
+                .map_err(ControlError::Tls)?,
+        ),
+        None => None,
+    };
+    let tls_config = tls.as_ref().map(switchyard_tls::ServerTls::config);
     let std_listener =
         std::net::TcpListener::bind(addr).map_err(|source| ControlError::Bind { addr, source })?;
     std_listener
@@ -334,11 +356,25 @@ pub fn spawn(addr: SocketAddr, state: ControlState) -> Result<ControlHandle, Con
                         return;
                     }
                 };
-                let server =
-                    axum::serve(listener, router(state)).with_graceful_shutdown(async move {
-                        let _ = stop_rx.await;
-                    });
-                if let Err(e) = server.await {
+                let stopped = async move {
+                    let _ = stop_rx.await;
+                };
+                let served = match tls_config {
+                    None => {
+                        axum::serve(listener, router(state))
+                            .with_graceful_shutdown(stopped)
+                            .await
+                    }
+                    Some(config) => match tls::TlsListener::new(listener, config) {
+                        Ok(l) => {
+                            axum::serve(l, router(state))
+                                .with_graceful_shutdown(stopped)
+                                .await
+                        }
+                        Err(e) => Err(e),
+                    },
+                };
+                if let Err(e) = served {
                     tracing::error!(error = %e, "control server failed");
                 }
             });
@@ -348,5 +384,6 @@ pub fn spawn(addr: SocketAddr, state: ControlState) -> Result<ControlHandle, Con
         stop: Some(stop_tx),
         thread: Some(thread),
         addr: bound,
+        tls,
     })
 }

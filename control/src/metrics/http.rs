@@ -83,7 +83,8 @@ pub(super) fn render(o: &mut Out, h: &HttpCounters) {
     o.family(
         "switchyard_http_connections_total",
         "counter",
-        "TCP connections accepted, and closed at once over http.max_connections.",
+        "TCP connections accepted, closed at once over http.max_connections, and closed \
+         after a failed TLS handshake.",
     );
     o.value(
         "switchyard_http_connections_total",
@@ -94,6 +95,11 @@ pub(super) fn render(o: &mut Out, h: &HttpCounters) {
         "switchyard_http_connections_total",
         &[("result", "rejected")],
         h.connections_rejected as f64,
+    );
+    o.value(
+        "switchyard_http_connections_total",
+        &[("result", "tls_failed")],
+        h.connections_tls_failed as f64,
     );
     o.one(
         "switchyard_http_connections_open",

@@ -225,6 +225,32 @@ pub struct HttpConfig {
     pub idle_timeout: Duration,
     /// The `Retry-After` value (seconds) sent with 429 and 503.
     pub retry_after_secs: u32,
+    /// Serve HTTPS instead of plain HTTP (see [`TlsFiles`]). Unset: plain HTTP.
+    pub tls: Option<TlsFiles>,
+}
+
+/// `tls = { cert = "PATH", key = "PATH" }` in `[http]` or `[control]`: serve TLS (1.2 and
+/// 1.3, rustls) with this certificate. Both files are read at start, and again on SIGHUP:
+/// new handshakes then use the new pair, and a pair that fails to load keeps the old one
+/// (logged). Changing the paths themselves needs a restart.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    /// PEM certificate chain, the server's certificate first.
+    pub cert: PathBuf,
+    /// PEM private key of that certificate (PKCS#8, PKCS#1 or SEC1). Keep it readable by
+    /// the service user only; the path is shown by `GET /v1/config`, the key never is.
+    pub key: PathBuf,
+}
+
+/// Checks a `tls` table; the key is relative to the section (`tls.cert`, `tls.key`).
+fn validate_tls(t: &TlsFiles) -> Result<(), (String, String)> {
+    for (k, p) in [("tls.cert", &t.cert), ("tls.key", &t.key)] {
+        if p.as_os_str().is_empty() {
+            return Err((k.into(), "must not be empty".into()));
+        }
+    }
+    Ok(())
 }
 
 impl Default for HttpConfig {
@@ -240,6 +266,7 @@ impl Default for HttpConfig {
             read_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
             retry_after_secs: 1,
+            tls: None,
         }
     }
 }
@@ -263,6 +290,8 @@ pub struct ControlConfig {
     /// in a row (no response, or a non-2xx status); its next successful request makes it
     /// healthy again.
     pub unhealthy_after_failures: u64,
+    /// Serve the control API over TLS (see [`TlsFiles`]). Unset: plain HTTP.
+    pub tls: Option<TlsFiles>,
 }
 
 impl Default for ControlConfig {
@@ -272,6 +301,7 @@ impl Default for ControlConfig {
             token_file: None,
             token_env: None,
             unhealthy_after_failures: 5,
+            tls: None,
         }
     }
 }
@@ -633,6 +663,9 @@ fn validate_control(c: &ControlConfig) -> Result<(), (String, String)> {
             "must be greater than 0".into(),
         ));
     }
+    if let Some(t) = &c.tls {
+        validate_tls(t)?;
+    }
     Ok(())
 }
 
@@ -841,6 +874,9 @@ impl Config {
         }
         if let Err((k, m)) = validate_control(&self.control) {
             return err(format!("control.{k}"), m);
+        }
+        if let Some(Err((k, m))) = self.http.tls.as_ref().map(validate_tls) {
+            return err(format!("http.{k}"), m);
         }
         for (name, s) in &self.sinks {
             if s.queue_max_bytes == 0 {
@@ -1084,6 +1120,35 @@ mod tests {
         let e =
             Config::from_toml(&format!("{base}[statsd]\nflush_interval = \"soon\"\n")).unwrap_err();
         assert_eq!(e.line, Some(7), "{e}");
+    }
+
+    #[test]
+    fn tls_tables_parse_and_empty_paths_are_named() {
+        let base = "[sinks.a]\ntype = \"blackhole\"\n[[routes]]\nname = \"r\"\nto = [\"a\"]\n";
+        let c = Config::from_toml(&format!(
+            "{base}[http]\ntls = {{ cert = \"/c.pem\", key = \"/k.pem\" }}\n\
+             [control]\ntls = {{ cert = \"/c2.pem\", key = \"/k2.pem\" }}\n"
+        ))
+        .unwrap();
+        let t = c.http.tls.unwrap();
+        assert_eq!(
+            (t.cert.to_str(), t.key.to_str()),
+            (Some("/c.pem"), Some("/k.pem"))
+        );
+        assert_eq!(c.control.tls.unwrap().key.to_str(), Some("/k2.pem"));
+        let e = Config::from_toml(&format!(
+            "{base}[http]\ntls = {{ cert = \"\", key = \"/k\" }}\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.key, "http.tls.cert");
+        let e = Config::from_toml(&format!(
+            "{base}[control]\ntls = {{ cert = \"/c\", key = \"\" }}\n"
+        ))
+        .unwrap_err();
+        assert_eq!(e.key, "control.tls.key");
+        let e =
+            Config::from_toml(&format!("{base}[http]\ntls = {{ cert = \"/c\" }}\n")).unwrap_err();
+        assert!(e.message.contains("key"), "{e}");
     }
 
     #[test]

@@ -241,6 +241,9 @@ pub struct HttpCounters {
     /// Connections closed at once over the per-shard cap
     /// (`switchyard_http_connections_total{result="rejected"}`).
     pub connections_rejected: u64,
+    /// TLS connections whose handshake failed or did not finish within the read timeout
+    /// (`switchyard_http_connections_total{result="tls_failed"}`).
+    pub connections_tls_failed: u64,
     /// Connections open now (`switchyard_http_connections_open`).
     pub connections_open: u64,
     /// Request body bytes held now (`switchyard_http_inflight_bytes`).
@@ -277,6 +280,7 @@ impl HttpCounters {
         self.validate += o.validate;
         self.connections_accepted += o.connections_accepted;
         self.connections_rejected += o.connections_rejected;
+        self.connections_tls_failed += o.connections_tls_failed;
         self.connections_open += o.connections_open;
         self.inflight_bytes += o.inflight_bytes;
         self.latency.add(&o.latency);

@@ -9,6 +9,12 @@
 //! body read deadline (`read_timeout`, 408), idle keep-alive connections closed after
 //! `idle_timeout`, and request bodies held at once capped at `max_inflight_bytes` (429).
 //!
+//! TLS (`[http] tls`): the same server behind a rustls handshake ([`futures_rustls`]), which
+//! must finish within `read_timeout`; a failed or slow handshake closes the connection and
+//! is counted. The accept loop branches once per connection; the plain path's read and write
+//! code is unchanged (the hyper shim is generic over the stream). The certificate in force
+//! is the shared [`switchyard_tls::ServerTls`], swapped on SIGHUP for new handshakes.
+//!
 //! Shutdown: when the shard stops, the listener stops accepting, each connection finishes
 //! the request it is serving and closes, and the shard waits (bounded) for them.
 //!
@@ -17,13 +23,15 @@
 //! `switchyard_http_series_total{endpoint}`, `switchyard_http_points_total{endpoint}`,
 //! `switchyard_http_bytes_total{endpoint,stage}`, `switchyard_http_errors_total{reason}`,
 //! `switchyard_http_empty_bodies_total`, `switchyard_http_validate_total`,
-//! `switchyard_http_connections_total{result}`, `switchyard_http_connections_open`,
+//! `switchyard_http_connections_total{result}` (`accepted`, `rejected`, `tls_failed`), `switchyard_http_connections_open`,
 //! `switchyard_http_inflight_bytes`, `switchyard_http_request_duration_seconds`.
 
 pub mod hyper_glommio;
 pub mod service;
 
 use crate::ingest::ShardState;
+use futures_lite::{AsyncRead, AsyncWrite};
+use futures_rustls::TlsAcceptor;
 use glommio::net::{TcpListener, TcpStream};
 use hyper::server::conn::http1;
 use hyper_glommio::{HyperStream, HyperTimer};
@@ -58,9 +66,11 @@ pub fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
 }
 
 /// Accepts connections until `stop` is set, then waits (up to `drain`) for open
-/// connections to finish their current request.
+/// connections to finish their current request. With `tls`, every connection starts with a
+/// TLS handshake.
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     ctx: Rc<HttpContext>,
     st: Rc<RefCell<ShardState>>,
     stop: Rc<Cell<bool>>,
@@ -95,8 +105,17 @@ pub async fn serve(
         }
         open.set(open.get() + 1);
         st.borrow_mut().counters.http.connections_open = open.get() as u64;
-        let task = connection(stream, ctx.clone(), st.clone(), stop.clone(), open.clone());
-        glommio::spawn_local(task).detach();
+        let _ = stream.set_nodelay(true);
+        // An idle keep-alive connection (and a stalled read) ends after idle_timeout.
+        let _ = stream.set_read_timeout(Some(ctx.settings.idle_timeout));
+        let (ctx, st, stop, open) = (ctx.clone(), st.clone(), stop.clone(), open.clone());
+        match &tls {
+            None => glommio::spawn_local(connection(stream, ctx, st, stop, open)).detach(),
+            Some(acceptor) => {
+                let task = tls_connection(stream, acceptor.clone(), ctx, st, stop, open);
+                glommio::spawn_local(task).detach()
+            }
+        };
     }
     drop(listener);
     let until = Instant::now() + drain;
@@ -114,16 +133,47 @@ pub async fn serve(
     // keep a sink queue open.
 }
 
-async fn connection(
+/// A TLS handshake bounded by `read_timeout` (a slowloris guard for the handshake too),
+/// then the connection as over plain TCP.
+async fn tls_connection(
     stream: TcpStream,
+    acceptor: TlsAcceptor,
     ctx: Rc<HttpContext>,
     st: Rc<RefCell<ShardState>>,
     stop: Rc<Cell<bool>>,
     open: Rc<Cell<usize>>,
 ) {
-    let _ = stream.set_nodelay(true);
-    // An idle keep-alive connection (and a stalled read) ends after idle_timeout.
-    let _ = stream.set_read_timeout(Some(ctx.settings.idle_timeout));
+    let deadline = ctx.settings.read_timeout;
+    let handshake =
+        futures_lite::future::or(async { Some(acceptor.accept(stream).await) }, async {
+            glommio::timer::sleep(deadline).await;
+            None
+        })
+        .await;
+    match handshake {
+        Some(Ok(tls)) => connection(tls, ctx, st, stop, open).await,
+        failed => {
+            match failed {
+                Some(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                _ => tracing::debug!("TLS handshake did not finish within read_timeout"),
+            }
+            open.set(open.get().saturating_sub(1));
+            let mut s = st.borrow_mut();
+            s.counters.http.connections_tls_failed += 1;
+            s.counters.http.connections_open = open.get() as u64;
+        }
+    }
+}
+
+async fn connection<S>(
+    stream: S,
+    ctx: Rc<HttpContext>,
+    st: Rc<RefCell<ShardState>>,
+    stop: Rc<Cell<bool>>,
+    open: Rc<Cell<usize>>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+{
     let buf = Rc::new(RefCell::new(Vec::new()));
     let svc = {
         let (ctx, st) = (ctx.clone(), st.clone());

@@ -53,9 +53,15 @@ pub enum StartError {
 #[derive(Debug)]
 pub struct Dataplane {
     handles: Vec<ExecutorJoinHandle<()>>,
+    http_tls: Option<switchyard_tls::ServerTls>,
 }
 
 impl Dataplane {
+    /// The HTTP intake's TLS setup, when `[http] tls` is configured (reload it on SIGHUP).
+    pub fn http_tls(&self) -> Option<&switchyard_tls::ServerTls> {
+        self.http_tls.as_ref()
+    }
+
     /// Waits for every shard to finish (after the shutdown flag was set).
     pub fn join(self) {
         for h in self.handles {
@@ -73,6 +79,7 @@ struct ShardSetup {
     shard: usize,
     listeners: Vec<ListenerConfig>,
     http: Option<(std::net::SocketAddr, HttpSettings, KeyPolicy)>,
+    http_tls: Option<Arc<futures_rustls::rustls::ServerConfig>>,
     rcvbuf: usize,
     batch: usize,
     slot: usize,
@@ -135,12 +142,21 @@ pub fn start(
     let http = cfg
         .http_addr()
         .map(|a| (a, HttpSettings::from(&cfg.http), keys));
+    // Loaded once for every shard: they share the certificate a SIGHUP swaps.
+    let http_tls = match (&http, &cfg.http.tls) {
+        (Some(_), Some(t)) => Some(
+            switchyard_tls::ServerTls::load(&t.cert, &t.key, &[b"http/1.1"])
+                .map_err(|e| StartError::Config(format!("http.tls: {e}")))?,
+        ),
+        _ => None,
+    };
     for (shard, cpu) in plan.cpus.iter().copied().enumerate() {
         let (ready, ready_rx) = mpsc::channel();
         let setup = ShardSetup {
             shard,
             listeners: cfg.listeners(),
             http: http.clone(),
+            http_tls: http_tls.as_ref().map(switchyard_tls::ServerTls::config),
             rcvbuf: sc.receive_buffer_bytes,
             batch: sc.recv_batch,
             slot: sc.max_datagram_bytes,
@@ -191,7 +207,7 @@ pub fn start(
             }
         }
     }
-    Ok(Dataplane { handles })
+    Ok(Dataplane { handles, http_tls })
 }
 
 fn bind_listener(
@@ -308,7 +324,8 @@ async fn shard_main(s: ShardSetup) {
             stop: stop.clone(),
             listener: s.http_listener_name.clone(),
         });
-        let task = http::serve(listener, ctx, st.clone(), stop.clone(), HTTP_DRAIN);
+        let tls = s.http_tls.clone().map(futures_rustls::TlsAcceptor::from);
+        let task = http::serve(listener, tls, ctx, st.clone(), stop.clone(), HTTP_DRAIN);
         match glommio::spawn_local_into(task, ingest_tq) {
             Ok(t) => http_task = Some(t),
             Err(e) => {

@@ -8,7 +8,10 @@
 //! retryable. Each attempt is counted in `switchyard_sink_requests_total{outcome}` and
 //! timed in `switchyard_sink_request_duration_seconds`. Redirects are not followed.
 //!
-//! Keys and tokens travel only in request headers; nothing here logs a header.
+//! Keys and tokens travel only in request headers; nothing here logs a header. A vendor may
+//! quote the credential it refused in its error body ("invalid API key abc..."): the quoted
+//! body of a rejection has every credential header's value replaced by `<redacted>` (see
+//! [`redact_credentials`]) before it reaches an error, a log line or the dead letters.
 
 use crate::stats::{RequestOutcome, SinkStats};
 use crate::SinkError;
@@ -24,6 +27,34 @@ pub const RETRY_AFTER_CAP: Duration = Duration::from_secs(60);
 const RESPONSE_PREFIX: u64 = 4096;
 /// Response bytes quoted in a rejection log.
 const LOGGED_PREFIX: usize = 256;
+
+/// Request headers that carry credentials (lower-case names): their values never appear in
+/// an error.
+const CREDENTIAL_HEADERS: [&str; 5] = [
+    "dd-api-key",
+    "dd-application-key",
+    "x-sf-token",
+    "authorization",
+    "x-api-key",
+];
+
+/// `text` with every value of a credential header in `headers` replaced by `<redacted>`.
+pub fn redact_credentials(text: &str, headers: &[(&str, &str)]) -> String {
+    let mut out = text.to_owned();
+    for (name, value) in headers {
+        let secret = CREDENTIAL_HEADERS
+            .iter()
+            .any(|c| name.eq_ignore_ascii_case(c));
+        // `Bearer <token>`: the token alone may be quoted too.
+        let token = value.split_once(' ').map_or(*value, |(_, t)| t).trim();
+        for v in [*value, token] {
+            if secret && !v.is_empty() && out.contains(v) {
+                out = out.replace(v, "<redacted>");
+            }
+        }
+    }
+    out
+}
 
 /// A request body compressor (libdeflate), reused across requests.
 pub struct BodyCompressor {
@@ -215,8 +246,11 @@ impl HttpClient {
             }
             _ => {
                 stats.request(RequestOutcome::Rejected, took);
-                let end = self.resp.len().min(LOGGED_PREFIX);
-                let quoted = String::from_utf8_lossy(self.resp.get(..end).unwrap_or(&[]));
+                // Redacted from the whole prefix read, then cut: a credential that straddles
+                // the cut is never half-quoted.
+                let all = String::from_utf8_lossy(&self.resp);
+                let redacted = redact_credentials(&all, headers);
+                let quoted: String = redacted.chars().take(LOGGED_PREFIX).collect();
                 Err(SinkError::Rejected {
                     status,
                     reason: format!("POST {url}: {quoted}"),
@@ -252,6 +286,21 @@ impl<R: Read> ReadCapped for std::io::Take<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_quoted_by_a_vendor_are_redacted() {
+        let headers = [
+            ("Content-Type", "application/json"),
+            ("DD-API-KEY", "k-123456"),
+            ("Authorization", "Bearer tok-987"),
+        ];
+        let body = "{\"errors\":[\"API key k-123456 invalid\"],\"t\":\"tok-987\",\"ct\":\"application/json\"}";
+        let r = redact_credentials(body, &headers);
+        assert!(!r.contains("k-123456") && !r.contains("tok-987"), "{r}");
+        assert!(r.contains("API key <redacted> invalid"), "{r}");
+        // Other headers' values are not credentials.
+        assert!(r.contains("application/json"), "{r}");
+    }
 
     #[test]
     fn compressors_produce_what_their_content_encoding_says() {

@@ -37,6 +37,25 @@ fn notify(state: &[sd_notify::NotifyState<'_>]) {
     }
 }
 
+/// SIGHUP: re-reads the TLS certificates and keys in force (`[http] tls`, `[control] tls`);
+/// one that fails to load keeps the previous pair (logged).
+fn reload_tls(listeners: &[(&str, Option<&switchyard_tls::ServerTls>)]) {
+    for (name, tls) in listeners {
+        let Some(tls) = tls else { continue };
+        match tls.reload() {
+            Ok(()) => tracing::info!(
+                listener = name,
+                cert = %tls.cert_path().display(),
+                "SIGHUP: TLS certificate reloaded"
+            ),
+            Err(e) => tracing::error!(
+                listener = name,
+                "SIGHUP: TLS certificate not reloaded, the previous one stays: {e}"
+            ),
+        }
+    }
+}
+
 /// SIGHUP: re-reads the config file and applies its sinks and routes; a file that does not
 /// load, or a change that cannot apply, changes nothing (logged).
 fn reload_config(
@@ -143,6 +162,7 @@ pub fn run(cfg: &Config, config_path: Option<&Path>) -> Result<()> {
     while !shutdown.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
         if reload.swap(false, Ordering::Relaxed) {
+            reload_tls(&[("http", dataplane.http_tls()), ("control", control.tls())]);
             reload_config(config_path, &control_state, &sinks);
         }
     }

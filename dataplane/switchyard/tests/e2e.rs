@@ -25,7 +25,9 @@ mod e2e {
     mod proxy;
     mod reload;
     mod routes;
+    mod secrets;
     mod shards;
     mod signalfx;
     mod streams;
+    mod tls;
 }

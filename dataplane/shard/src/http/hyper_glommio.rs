@@ -1,5 +1,6 @@
 //! The hyper-on-glommio shim: hyper 1.x's `rt::Read`/`rt::Write` over a glommio
-//! `TcpStream`, and hyper's `rt::Timer` (header read timeout).
+//! `TcpStream` (or a TLS stream over one: any futures `AsyncRead + AsyncWrite`), and hyper's
+//! `rt::Timer` (header read timeout).
 //!
 //! This is the only place hyper meets glommio. hyper drives each HTTP/1.1 connection as one
 //! future on the shard's executor; nothing here is shared between threads. hyper requires
@@ -7,18 +8,18 @@
 //! `futures-timer` (one global timer thread, used only for the header read deadline).
 
 use futures_lite::{AsyncRead, AsyncWrite};
-use glommio::net::TcpStream;
 use hyper::rt::{Read, ReadBufCursor, Sleep, Timer, Write};
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-/// A glommio TCP stream as hyper I/O.
+/// A glommio TCP stream (or a TLS stream over one) as hyper I/O. Monomorphised per stream
+/// type: the plain path is exactly the code it was before TLS existed.
 #[derive(Debug)]
-pub struct HyperStream(pub TcpStream);
+pub struct HyperStream<S>(pub S);
 
-impl Read for HyperStream {
+impl<S: AsyncRead + Unpin> Read for HyperStream<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -46,7 +47,7 @@ impl Read for HyperStream {
     }
 }
 
-impl Write for HyperStream {
+impl<S: AsyncWrite + Unpin> Write for HyperStream<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -115,6 +115,8 @@ pub struct Options {
     pub control_extra: String,
     /// `[statsd] flush_interval` (`"1h"`: everything lands in the final flush).
     pub flush_interval: String,
+    /// Read the process's stdout into the log too (else it goes to /dev/null).
+    pub stdout_to_log: bool,
 }
 
 impl Default for Options {
@@ -132,6 +134,7 @@ impl Default for Options {
             top_extra: String::new(),
             control_extra: String::new(),
             flush_interval: "1h".into(),
+            stdout_to_log: false,
         }
     }
 }
@@ -226,11 +229,23 @@ impl Instance {
             .env("RUST_LOG", "info")
             .envs(opts.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(if opts.stdout_to_log {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         let log = Arc::new(Mutex::new(Vec::new()));
+        if let Some(stdout) = child.stdout.take() {
+            let log2 = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    log2.lock().unwrap().push(line);
+                }
+            });
+        }
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let stderr = child.stderr.take().unwrap();
         let log2 = log.clone();
@@ -291,6 +306,11 @@ impl Instance {
             body.len()
         );
         http_raw(self.control, req.as_bytes(), 1).remove(0)
+    }
+
+    /// The live log (stays readable after [`Instance::stop`], which logs the shutdown).
+    pub fn log_handle(&self) -> Arc<Mutex<Vec<String>>> {
+        self.log.clone()
     }
 
     /// Everything the process logged so far.
