@@ -13,9 +13,10 @@
 //! `header_timeout` (a head had started), `idle`, `header_too_large`, `malformed`, `io`.
 //! hyper closes on a head it cannot parse without answering: the connection task then
 //! answers 431 (head over `max_header_bytes`) or 400 (malformed) with a JSON error itself.
-//! Except after a slow or idle client, closing lingers (bounded): the server half-closes
-//! and discards what the client still sends, so an answer written just before the close
-//! (431, 400, an early 413) is not lost to a TCP reset.
+//! Except after a slow or idle client, closing lingers (bounded: 2 s, 1 MiB, at most
+//! `max_connections` lingering at once, outside the open-connection cap): the server
+//! half-closes and discards what the client still sends, so an answer written just before
+//! the close (431, 400, an early 413) is not lost to a TCP reset.
 //!
 //! Shutdown: when the shard stops, the listener stops accepting, each connection finishes
 //! the request it is serving and closes, and the shard waits (bounded) for them.
@@ -77,6 +78,7 @@ pub async fn serve(
     drain: Duration,
 ) {
     let open = Rc::new(Cell::new(0usize));
+    let lingering = Rc::new(Cell::new(0usize));
     loop {
         let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
             while !stop.get() {
@@ -105,7 +107,14 @@ pub async fn serve(
         }
         open.set(open.get() + 1);
         st.borrow_mut().counters.http.connections_open = open.get() as u64;
-        let task = connection(stream, ctx.clone(), st.clone(), stop.clone(), open.clone());
+        let task = connection(
+            stream,
+            ctx.clone(),
+            st.clone(),
+            stop.clone(),
+            open.clone(),
+            lingering.clone(),
+        );
         glommio::spawn_local(task).detach();
     }
     drop(listener);
@@ -176,6 +185,7 @@ async fn connection(
     st: Rc<RefCell<ShardState>>,
     stop: Rc<Cell<bool>>,
     open: Rc<Cell<usize>>,
+    lingering: Rc<Cell<usize>>,
 ) {
     let _ = stream.set_nodelay(true);
     // An idle keep-alive connection (and a stalled read) ends after idle_timeout.
@@ -258,11 +268,14 @@ async fn connection(
         reason,
         Some(HttpConnectionError::HeaderTimeout | HttpConnectionError::Idle)
     );
-    if !slow && !stop.get() {
-        linger(&mut stream).await;
-    }
-    drop(stream);
+    // The connection no longer counts against max_connections while it lingers: lingering
+    // ones have their own cap (as many again), beyond which they are closed at once.
     closed(&st, &open);
+    if !slow && !stop.get() && lingering.get() < ctx.settings.max_connections {
+        lingering.set(lingering.get() + 1);
+        linger(&mut stream).await;
+        lingering.set(lingering.get().saturating_sub(1));
+    }
 }
 
 /// Counts a connection as closed.

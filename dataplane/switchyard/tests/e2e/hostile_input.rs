@@ -278,18 +278,9 @@ fn hostile_slowloris_heads_and_bodies_are_cut_off_and_counted() {
             Err(e) => panic!("closed without an answer: {e}"),
         }
     }
-    let mut rest = s.try_clone().unwrap();
-    let text = String::from_utf8_lossy(&got).to_string();
-    let r = if text.contains("\r\n\r\n") && text.ends_with('}') {
-        parse_one(&text)
-    } else {
-        // The rest of the answer is on its way.
-        rest.set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        let mut more = got.clone();
-        let _ = (&mut rest).take(1 << 16).read_to_end(&mut more);
-        parse_one(&String::from_utf8_lossy(&more))
-    };
+    // The rest of the answer, up to the close.
+    got.extend(read_until_closed(&mut s));
+    let r = parse_one(&String::from_utf8_lossy(&got));
     assert_refused(&r, 408, "Request timeout");
     sy.wait_metric(&http_error("timeout", 408), 1.0);
     // An idle connection is closed too, and counted apart from the slow head.
@@ -419,7 +410,7 @@ fn hostile_decompression_bombs_get_413_and_truncated_streams_400_in_every_encodi
     }
     sy.wait_metric(&http_error("too_large", 413), bombs.len() as f64);
     // The same good payload, truncated in each encoding.
-    let good = series("never", 1.0).repeat(1).into_bytes();
+    let good = series("never", 1.0).into_bytes();
     let truncated = [
         ("gzip", gzip(&good)),
         ("deflate", libdeflate("zlib", &good)),
