@@ -2,7 +2,7 @@
 
 use super::Out;
 use switchyard_core::egress::Endpoint;
-use switchyard_core::telemetry::{HttpCounters, HttpRefusal, LATENCY_BUCKETS};
+use switchyard_core::telemetry::{HttpConnectionError, HttpCounters, HttpRefusal, LATENCY_BUCKETS};
 
 /// Renders the intake counters.
 pub(super) fn render(o: &mut Out, h: &HttpCounters) {
@@ -101,6 +101,20 @@ pub(super) fn render(o: &mut Out, h: &HttpCounters) {
         &[("result", "tls_failed")],
         h.connections_tls_failed as f64,
     );
+    o.family(
+        "switchyard_http_connection_errors_total",
+        "counter",
+        "Connections closed outside an answered request: a head too slow (header_timeout) or too \
+         large (header_too_large, 431), malformed (400), idle keep-alive, or a socket error.",
+    );
+    for r in HttpConnectionError::ALL {
+        let v = h.connection_errors.get(r.index()).copied().unwrap_or(0);
+        o.value(
+            "switchyard_http_connection_errors_total",
+            &[("reason", r.label())],
+            v as f64,
+        );
+    }
     o.one(
         "switchyard_http_connections_open",
         "gauge",

@@ -214,10 +214,12 @@ pub struct HttpConfig {
     /// Open connections per shard; more are closed at once and counted.
     pub max_connections: usize,
     /// Largest request head (request line and headers), in bytes; a larger head is not
-    /// read: the connection is closed.
+    /// read: it is answered 431 and the connection is closed.
     pub max_header_bytes: usize,
-    /// Time allowed to receive a request's head and body once it has started; slower
-    /// clients get 408 and are disconnected.
+    /// Slowloris guard for the head and the body alike: a request head must be complete
+    /// within this of the connection waiting for it (else the connection is closed), and
+    /// its body must arrive within this (else 408). Also bounds how long an idle keep-alive
+    /// connection stays open when shorter than `idle_timeout`.
     #[serde(with = "humantime_serde")]
     pub read_timeout: Duration,
     /// An idle keep-alive connection is closed after this long.

@@ -30,7 +30,7 @@ pub enum LineError {
     InvalidValue,
     /// A value is NaN or infinite.
     NonFiniteValue,
-    /// `@rate` is not a number in (0, 1].
+    /// `@rate` is not a number in (0, 1], or so small that its inverse overflows.
     InvalidSampleRate,
     /// `T<ts>` is not a non-negative integer.
     InvalidTimestamp,

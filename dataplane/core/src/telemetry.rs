@@ -155,6 +155,52 @@ impl HttpRefusal {
     }
 }
 
+/// Why the intake closed a connection outside a request it answered itself: a bounded set,
+/// one counter each (`switchyard_http_connection_errors_total{reason}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpConnectionError {
+    /// A request head had started but was not complete within `read_timeout` (slowloris).
+    HeaderTimeout,
+    /// Nothing arrived on an idle keep-alive connection within `read_timeout` or
+    /// `idle_timeout`: an ordinary close, counted apart from a slow head.
+    Idle,
+    /// The request head was over `max_header_bytes` (answered 431, then closed).
+    HeaderTooLarge,
+    /// The request line or a header was malformed (answered 400, then closed).
+    Malformed,
+    /// The client went away mid-request, or the socket failed.
+    Io,
+}
+
+impl HttpConnectionError {
+    /// Number of reasons.
+    pub const COUNT: usize = 5;
+    /// Every reason, in index order.
+    pub const ALL: [HttpConnectionError; Self::COUNT] = [
+        HttpConnectionError::HeaderTimeout,
+        HttpConnectionError::Idle,
+        HttpConnectionError::HeaderTooLarge,
+        HttpConnectionError::Malformed,
+        HttpConnectionError::Io,
+    ];
+
+    /// Index into counter arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            HttpConnectionError::HeaderTimeout => "header_timeout",
+            HttpConnectionError::Idle => "idle",
+            HttpConnectionError::HeaderTooLarge => "header_too_large",
+            HttpConnectionError::Malformed => "malformed",
+            HttpConnectionError::Io => "io",
+        }
+    }
+}
+
 /// Per-endpoint intake counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EndpointCounters {
@@ -246,6 +292,9 @@ pub struct HttpCounters {
     pub connections_tls_failed: u64,
     /// Connections open now (`switchyard_http_connections_open`).
     pub connections_open: u64,
+    /// Connections closed outside an answered request, by reason
+    /// (`switchyard_http_connection_errors_total{reason}`).
+    pub connection_errors: [u64; HttpConnectionError::COUNT],
     /// Request body bytes held now (`switchyard_http_inflight_bytes`).
     pub inflight_bytes: u64,
     /// Time from request head to response, for requests with a body
@@ -257,6 +306,13 @@ impl HttpCounters {
     /// Counts a refusal.
     pub fn refuse(&mut self, r: HttpRefusal) {
         if let Some(c) = self.refused.get_mut(r.index()) {
+            *c += 1;
+        }
+    }
+
+    /// Counts a connection closed outside an answered request.
+    pub fn connection_error(&mut self, e: HttpConnectionError) {
+        if let Some(c) = self.connection_errors.get_mut(e.index()) {
             *c += 1;
         }
     }
@@ -282,6 +338,13 @@ impl HttpCounters {
         self.connections_rejected += o.connections_rejected;
         self.connections_tls_failed += o.connections_tls_failed;
         self.connections_open += o.connections_open;
+        for (a, b) in self
+            .connection_errors
+            .iter_mut()
+            .zip(o.connection_errors.iter())
+        {
+            *a += b;
+        }
         self.inflight_bytes += o.inflight_bytes;
         self.latency.add(&o.latency);
     }

@@ -184,8 +184,9 @@ pub fn parse_metric_str(line: &str) -> Result<MetricLine<'_>, LineError> {
                 let r: f64 = field[1..]
                     .parse()
                     .map_err(|_| LineError::InvalidSampleRate)?;
-                // NaN fails both comparisons, so it is rejected too.
-                if !(r > 0.0 && r <= 1.0) {
+                // NaN fails both comparisons, so it is rejected too. A rate so small that
+                // its inverse overflows (below ~5.6e-309) would scale a value to infinity.
+                if !(r > 0.0 && r <= 1.0 && (1.0 / r).is_finite()) {
                     return Err(LineError::InvalidSampleRate);
                 }
                 sample_rate = r;
@@ -305,6 +306,7 @@ mod tests {
             (b"x:1|c|@2", LineError::InvalidSampleRate),
             (b"x:1|c|@nan", LineError::InvalidSampleRate),
             (b"x:1|c|@1e308", LineError::InvalidSampleRate),
+            (b"x:1|c|@1e-320", LineError::InvalidSampleRate),
             (b"x:1|c|Tsoon", LineError::InvalidTimestamp),
             (b"x:\xff|c", LineError::InvalidUtf8),
             (b"x:1:a|ms", LineError::InvalidValue),

@@ -9,19 +9,24 @@
 
 use futures_lite::{AsyncRead, AsyncWrite};
 use hyper::rt::{Read, ReadBufCursor, Sleep, Timer, Write};
+use std::cell::{Cell, RefCell};
 use std::io;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-/// A glommio TCP stream (or a TLS stream over one) as hyper I/O. Monomorphised per stream
-/// type: the plain path is exactly the code it was before TLS existed.
+/// A glommio TCP stream (or a TLS stream over one) as hyper I/O (shared, so the connection
+/// task can still drain it once hyper is done with it), and a flag telling whether bytes
+/// arrived since the last answer was written: a header timeout with bytes pending is a slow
+/// head (slowloris), without them an idle keep-alive connection. The stream is borrowed only
+/// inside each poll. Monomorphised per stream type: the plain path has no TLS branch.
 #[derive(Debug)]
-pub struct HyperStream<S>(pub S);
+pub struct HyperStream<S>(pub Rc<RefCell<S>>, pub Rc<Cell<bool>>);
 
 impl<S: AsyncRead + Unpin> Read for HyperStream<S> {
     fn poll_read(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         mut buf: ReadBufCursor<'_>,
     ) -> Poll<io::Result<()>> {
@@ -35,8 +40,11 @@ impl<S: AsyncRead + Unpin> Read for HyperStream<S> {
         let init: &mut [u8] = unsafe {
             &mut *(std::ptr::from_mut::<[std::mem::MaybeUninit<u8>]>(uninit) as *mut [u8])
         };
-        match Pin::new(&mut self.0).poll_read(cx, init) {
+        match Pin::new(&mut *self.0.borrow_mut()).poll_read(cx, init) {
             Poll::Ready(Ok(n)) => {
+                if n > 0 {
+                    self.1.set(true);
+                }
                 // SAFETY: `n` bytes were written by the read (and all were initialised).
                 unsafe { buf.advance(n) };
                 Poll::Ready(Ok(()))
@@ -49,19 +57,22 @@ impl<S: AsyncRead + Unpin> Read for HyperStream<S> {
 
 impl<S: AsyncWrite + Unpin> Write for HyperStream<S> {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
+        self.1.set(false);
+        Pin::new(&mut *self.0.borrow_mut()).poll_write(cx, buf)
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.0.borrow_mut()).poll_flush(cx)
     }
 
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_close(cx)
+    /// Only flushes: the connection task half-closes the socket once hyper is done with it,
+    /// after answering a head hyper could not parse (see `http::connection`).
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.0.borrow_mut()).poll_flush(cx)
     }
 }
 
