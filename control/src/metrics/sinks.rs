@@ -7,6 +7,9 @@
 //! `switchyard_sink_payload_bytes_total{stage=received|delivered|dropped,reason}`. Stream
 //! sinks: `switchyard_sink_stream_{calls,user_records,bytes,shard_refreshes,points_moved}_total` and
 //! `switchyard_sink_stream_records_total{outcome=put|throttled|failed}`.
+//! Spilling sinks (`spill = true`): `switchyard_sink_circuit_open`,
+//! `switchyard_sink_circuit_opens_total`, `switchyard_sink_spool_bytes`; the drop reason
+//! `spilled` (in the spool, replayed later: not lost) and `spool_full`.
 //! `switchyard_sink_distinct_series{sink,window="1h"}` (gauge): the distinct series the
 //! shards sent the sink over the last hour, the figure vendors bill by (HyperLogLog
 //! estimate merged over shards, `switchyard_core::distinct`).
@@ -18,7 +21,25 @@ use switchyard_sinks::{DropReason, RequestOutcome, SinkProbe, SinkStats, LATENCY
 type PerSink = fn(&SinkProbe) -> f64;
 
 /// Families with one value per sink, read from the sink itself.
-const PER_SINK: [(&str, &str, &str, PerSink); 10] = [
+const PER_SINK: [(&str, &str, &str, PerSink); 13] = [
+    (
+        "switchyard_sink_circuit_open",
+        "gauge",
+        "1 while a spilling sink's circuit is open (items go to its spool without a request).",
+        |p| SinkStats::get(&p.stats.circuit_open) as f64,
+    ),
+    (
+        "switchyard_sink_circuit_opens_total",
+        "counter",
+        "Times a spilling sink's circuit opened after items in a row failed.",
+        |p| SinkStats::get(&p.stats.circuit_opens) as f64,
+    ),
+    (
+        "switchyard_sink_spool_bytes",
+        "gauge",
+        "Bytes of a spilling sink's spool files, as last seen when it spilled.",
+        |p| SinkStats::get(&p.stats.spool_bytes) as f64,
+    ),
     (
         "switchyard_sink_queue_bytes",
         "gauge",

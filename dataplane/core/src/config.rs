@@ -414,6 +414,27 @@ pub struct SinkConfig {
     /// records before it puts them (`0s`: one item at a time).
     #[serde(default = "streams::default_linger", with = "humantime_serde")]
     pub linger: Duration,
+    /// HTTP vendor sinks: what the vendor could not take (retries exhausted, circuit open,
+    /// shutdown deadline) goes to a spool, a local log under `<state_dir>/spool/<sink>`,
+    /// and is replayed in order once the vendor takes data again (needs `state_dir`).
+    #[serde(default)]
+    pub spill: bool,
+    /// Bytes the spool may hold; past it, values that cannot be delivered are dropped
+    /// (`reason="spool_full"`).
+    #[serde(default = "default_spill_max_bytes")]
+    pub spill_max_bytes: u64,
+    /// Share of the replay's time spent sending (0 < share <= 1): after each replayed
+    /// record the replay pauses so that live traffic keeps the rest of the vendor's capacity.
+    #[serde(default = "default_replay_share")]
+    pub replay_share: f64,
+}
+
+fn default_spill_max_bytes() -> u64 {
+    1 << 30
+}
+
+fn default_replay_share() -> f64 {
+    0.5
 }
 
 fn default_queue_batches() -> usize {
@@ -727,6 +748,18 @@ fn validate_sink(s: &SinkConfig) -> Result<(), (String, String)> {
             }
         }
     }
+    if s.spill && !ty.is_http() {
+        return Err((
+            ".spill".into(),
+            "only datadog and signalfx sinks spill (stream sinks are the durable path)".into(),
+        ));
+    }
+    if !(s.replay_share > 0.0 && s.replay_share <= 1.0) {
+        return Err((
+            ".replay_share".into(),
+            format!("{} is not in (0, 1]", s.replay_share),
+        ));
+    }
     if ty == SinkType::Datadog && s.token_env.is_some() {
         return Err((
             ".token_env".into(),
@@ -935,6 +968,15 @@ impl Config {
                 None => e.message.clone(),
             };
             return err(e.key(), message);
+        }
+        if self.state_dir.is_none() {
+            if let Some((name, _)) = self.sinks.iter().find(|(_, s)| s.spill) {
+                return err(
+                    format!("sinks.{name}.spill"),
+                    "a spill needs `state_dir` (the spool lives in <state_dir>/spool/<sink>)"
+                        .into(),
+                );
+            }
         }
         for (i, w) in self.workers.iter().enumerate() {
             if let Err((k, m)) = streams::validate_worker(w, &self.sinks, self.state_dir.is_some())

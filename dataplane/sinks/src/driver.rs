@@ -22,6 +22,7 @@
 
 use crate::sink::AnySink;
 use crate::slots::{SinkSlots, Slot};
+use crate::spool::{self, Gate, Spool};
 use crate::stats::{DropReason, SinkStats};
 use crate::SinkError;
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
@@ -153,6 +154,8 @@ pub struct SinkRuntime {
     threads: Mutex<Vec<JoinHandle<()>>>,
     abort: Arc<AtomicBool>,
     policy: Box<dyn Fn(&SinkConfig) -> RetryPolicy + Send + Sync>,
+    /// Where spilling sinks keep their spool (the config's `state_dir`, fixed at start).
+    state_dir: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for SinkRuntime {
@@ -203,16 +206,18 @@ pub fn spawn_sinks_with(
         threads: Mutex::new(Vec::new()),
         abort: Arc::new(AtomicBool::new(false)),
         policy: Box::new(policy),
+        state_dir: cfg.state_dir.clone(),
     };
     rt.reconcile(cfg)?;
     Ok(rt)
 }
 
-/// A sink built but not started: its instances (one per worker) and queue.
+/// A sink built but not started: its instances (one per worker, each with its spool writer
+/// when the sink spills) and queue.
 struct Built {
     name: String,
     config: SinkConfig,
-    sinks: Vec<AnySink>,
+    sinks: Vec<(AnySink, Option<Spool>)>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -291,7 +296,14 @@ impl SinkRuntime {
             let n = workers(&sc);
             let mut sinks = Vec::with_capacity(n);
             for _ in 0..n {
-                sinks.push(AnySink::build(&sc).map_err(|e| (name.clone(), e))?);
+                let sink = AnySink::build(&sc).map_err(|e| (name.clone(), e))?;
+                let spool = match (&self.state_dir, sc.spill) {
+                    (Some(dir), true) => {
+                        Some(Spool::open(dir, &name, &sc).map_err(|e| (name.clone(), e))?)
+                    }
+                    _ => None,
+                };
+                sinks.push((sink, spool));
             }
             built.push(Built {
                 name,
@@ -308,13 +320,14 @@ impl SinkRuntime {
                 .map_or_else(|| Arc::new(SinkStats::default()), |s| s.probe.stats.clone());
             let (tx, rx) = bounded(b.config.queue_batches);
             let pol = (self.policy)(&b.config);
-            for (w, sink) in b.sinks.into_iter().enumerate() {
+            for (w, (sink, spool)) in b.sinks.into_iter().enumerate() {
                 let worker = Worker {
                     name: b.name.clone(),
                     rx: rx.clone(),
                     stats: stats.clone(),
                     abort: self.abort.clone(),
                     policy: pol,
+                    spill: spool,
                 };
                 match std::thread::Builder::new()
                     .name(format!("sink-{}-{w}", b.name))
@@ -436,10 +449,13 @@ struct Worker {
     stats: Arc<SinkStats>,
     abort: Arc<AtomicBool>,
     policy: RetryPolicy,
+    /// `spill = true`: this worker's spool writer (the circuit breaker is in the stats).
+    spill: Option<Spool>,
 }
 
 impl Worker {
-    fn run(self, mut sink: AnySink) {
+    fn run(mut self, mut sink: AnySink) {
+        let mut spill = self.spill.take();
         let ctx = Ctx {
             name: &self.name,
             stats: &self.stats,
@@ -448,6 +464,8 @@ impl Worker {
             tally: Tally::default(),
             queue: Some(&self.rx),
             extra_bytes: Cell::new(0),
+            defer_retryable: spill.is_some(),
+            deferred: Cell::new(0),
         };
         loop {
             let item = match self.rx.recv_timeout(Duration::from_millis(200)) {
@@ -466,7 +484,10 @@ impl Worker {
             count_received(&self.stats, &item);
             ctx.tally.reset();
             ctx.extra_bytes.set(0);
-            sink.handle(&item, &ctx);
+            match &mut spill {
+                None => sink.handle(&item, &ctx),
+                Some(spool) => handle_spilling(&mut sink, &item, &ctx, spool),
+            }
             // The payload bytes of every item handled together (the sink may have taken more
             // with `Ctx::next_item`), split over their values together.
             let bytes = payload_bytes(&item) + ctx.extra_bytes.take();
@@ -480,6 +501,31 @@ impl Worker {
         }
         let _ = sink.flush();
     }
+}
+
+/// Handles one item of a spilling sink: straight to the spool while the circuit is open
+/// (or past the shutdown deadline), else to the vendor, spooling the values it did not take
+/// (retries exhausted, shutdown).
+fn handle_spilling(sink: &mut AnySink, item: &Egress, ctx: &Ctx<'_>, spool: &mut Spool) {
+    let breaker = &ctx.stats.breaker;
+    let gate = if ctx.aborting() {
+        Gate::Open
+    } else {
+        breaker.gate(Instant::now())
+    };
+    if gate == Gate::Open {
+        return spool::spill(spool, item, item.points(), ctx);
+    }
+    ctx.deferred.set(0);
+    sink.handle(item, ctx);
+    let failed = ctx.deferred.take();
+    if failed > 0 && ctx.tally.delivered.get() == 0 {
+        breaker.failure(Instant::now(), gate == Gate::Probe, ctx.stats);
+    } else {
+        breaker.success(ctx.stats);
+    }
+    // The whole item goes to the spool (a part the vendor took may be delivered twice).
+    spool::spill(spool, item, failed, ctx);
 }
 
 /// Counts an item taken off the queue as received.
@@ -522,6 +568,11 @@ pub struct Ctx<'a> {
     queue: Option<&'a Receiver<Egress>>,
     /// Payload body bytes of the items taken with [`Ctx::next_item`] for the current one.
     extra_bytes: Cell<u64>,
+    /// Values dropped for a reason a later attempt could fix (`retries_exhausted`,
+    /// `shutdown`) are kept in `deferred` instead of counted dropped: a spilling sink's
+    /// worker spools them, a stream worker delivers them again ([`Ctx::redelivering`]).
+    defer_retryable: bool,
+    deferred: Cell<u64>,
 }
 
 /// Values of the current item delivered and dropped by reason.
@@ -607,12 +658,32 @@ impl<'a> Ctx<'a> {
             tally: Tally::default(),
             queue: None,
             extra_bytes: Cell::new(0),
+            defer_retryable: false,
+            deferred: Cell::new(0),
+        }
+    }
+
+    /// [`Ctx::new`] for a caller that delivers what fails again until it is delivered (a
+    /// stream worker): values that fail retryably are not counted dropped (they stay in
+    /// flight, `received - delivered - dropped`) but reported in
+    /// [`ItemTally::dropped_retryable`]; the caller counts an item received once, however
+    /// often it sends it.
+    pub fn redelivering(
+        name: &'a str,
+        stats: &'a SinkStats,
+        abort: &'a AtomicBool,
+        policy: RetryPolicy,
+    ) -> Self {
+        Self {
+            defer_retryable: true,
+            ..Self::new(name, stats, abort, policy)
         }
     }
 
     /// Starts a new item: its tally restarts at zero.
     pub fn begin_item(&self) {
         self.tally.reset();
+        self.deferred.set(0);
     }
 
     /// Values of the current item delivered and dropped so far.
@@ -624,7 +695,8 @@ impl<'a> Ctx<'a> {
                 .iter()
                 .filter_map(|r| self.tally.dropped.get(*r as usize))
                 .map(Cell::get)
-                .sum(),
+                .sum::<u64>()
+                + self.deferred.get(),
         }
     }
 }
@@ -659,8 +731,20 @@ impl Ctx<'_> {
         Some(item)
     }
 
-    /// Counts `n` values as dropped for `reason`.
+    /// Counts `n` values as dropped for `reason` (for a spilling sink, values dropped for
+    /// `retries_exhausted` or `shutdown` are spooled instead, see [`crate::spool`]).
     pub fn drop_values(&self, reason: DropReason, n: u64) {
+        if self.defer_retryable
+            && matches!(reason, DropReason::RetriesExhausted | DropReason::Shutdown)
+        {
+            self.deferred.set(self.deferred.get() + n);
+            return;
+        }
+        self.drop_final(reason, n);
+    }
+
+    /// Counts `n` values as dropped for `reason`, spilling sink or not.
+    pub(crate) fn drop_final(&self, reason: DropReason, n: u64) {
         self.stats.drop_values(reason, n);
         if let Some(d) = self.tally.dropped.get(reason as usize) {
             d.set(d.get() + n);
@@ -826,6 +910,8 @@ mod tests {
             tally: Tally::default(),
             queue: None,
             extra_bytes: Cell::new(0),
+            defer_retryable: false,
+            deferred: Cell::new(0),
         }
     }
 

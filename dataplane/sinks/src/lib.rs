@@ -12,6 +12,10 @@
 //! with full jitter, or the vendor's `Retry-After`), and account every value as delivered or
 //! dropped by reason.
 //!
+//! A vendor sink with `spill = true` writes what its vendor does not take to a durable spool
+//! and opens a circuit after failures in a row ([`spool`]); the binary's stream workers
+//! replay the spool.
+//!
 //! Every configured sink runs, in a [`SinkSlots`] slot the shards and route tables index
 //! (see [`slots`]); [`SinkRuntime::reconcile`] applies a reloaded config's sinks.
 //!
@@ -64,6 +68,7 @@ pub mod error;
 pub mod http;
 pub mod sink;
 pub mod slots;
+pub mod spool;
 pub mod stats;
 
 pub use driver::{

@@ -28,11 +28,17 @@ pub enum DropReason {
     /// A Datadog sink had no API key for the data: no `api_key_env` configured and no client
     /// key (statsd aggregates never have one).
     NoApiKey,
+    /// Not lost: written to the sink's spool (`spill = true`) because the vendor did not take
+    /// it (retries exhausted, circuit open, shutdown deadline); the spool's replay counts it
+    /// received again when it sends it.
+    Spilled,
+    /// The vendor did not take it and the spool could not (full, or a write failed).
+    SpoolFull,
 }
 
 impl DropReason {
     /// Every reason, in counter-slot order.
-    pub const ALL: [DropReason; 7] = [
+    pub const ALL: [DropReason; 9] = [
         DropReason::RetriesExhausted,
         DropReason::Fatal,
         DropReason::Shutdown,
@@ -40,6 +46,8 @@ impl DropReason {
         DropReason::Rejected,
         DropReason::Unsupported,
         DropReason::NoApiKey,
+        DropReason::Spilled,
+        DropReason::SpoolFull,
     ];
 
     /// Label value.
@@ -52,6 +60,8 @@ impl DropReason {
             DropReason::Rejected => "rejected",
             DropReason::Unsupported => "unsupported",
             DropReason::NoApiKey => "no_api_key",
+            DropReason::Spilled => "spilled",
+            DropReason::SpoolFull => "spool_full",
         }
     }
 }
@@ -196,6 +206,14 @@ pub struct SinkStats {
     pub consecutive_failures: AtomicU64,
     /// Stream sink counters.
     pub stream: StreamStats,
+    /// 1 while the sink's circuit is open (`spill = true`: items go to the spool).
+    pub circuit_open: AtomicU64,
+    /// Times the circuit opened.
+    pub circuit_opens: AtomicU64,
+    /// Bytes of the sink's spool files, as last seen by a spilling worker.
+    pub spool_bytes: AtomicU64,
+    /// The sink's circuit breaker: its spilling workers and its spool's replay share it.
+    pub breaker: crate::spool::Breaker,
     /// One-time log guards (by [`DropReason`] slot).
     pub(crate) logged: [AtomicBool; DropReason::ALL.len()],
 }

@@ -116,7 +116,27 @@ pub fn run(cfg: &Config, config_path: Option<&Path>) -> Result<()> {
         .map_err(|(name, e)| anyhow::anyhow!("sink `{name}`: {e}"))?;
     // Workers read the streams the sinks write (the same log service in this process) and
     // deliver with sink instances of their own; their deliveries are counted per worker.
-    let workers = switchyard_workers::spawn_workers(cfg, |_| None)?;
+    // A spilling sink's spool is replayed by a hidden worker whose deliveries count in the
+    // sink's own ledger (its spilled values come back as received).
+    let spilling: Vec<&String> = cfg
+        .sinks
+        .iter()
+        .filter(|(_, s)| s.spill)
+        .map(|(n, _)| n)
+        .collect();
+    let probes = sinks.probes();
+    let workers = switchyard_workers::spawn_workers(&cfg.with_spool_replays(), |name| {
+        spilling
+            .iter()
+            .any(|n| n.as_str() == name)
+            .then(|| {
+                probes
+                    .iter()
+                    .find(|p| p.name == name)
+                    .map(|p| p.stats.clone())
+            })
+            .flatten()
+    })?;
     let telemetry = Arc::new(Telemetry::new(plan.shards()));
     let control_state =
         switchyard_control::ControlState::new(cfg, telemetry.clone(), sinks.slots())?;

@@ -29,6 +29,7 @@ mod e2e {
     mod secrets;
     mod shards;
     mod signalfx;
+    mod spill;
     mod streams;
     mod tls;
 }

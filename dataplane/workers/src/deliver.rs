@@ -8,6 +8,11 @@
 //! retries exhausted) is sent again to that sink only, after a backoff ([`REDELIVER_BASE`]
 //! doubling to [`REDELIVER_CAP`]), until it is delivered or the caller's stop flag is raised:
 //! a record is never skipped. Drops a retry cannot fix (rejected, unsupported...) are final.
+//! A payload counts as received by a sink once, however often it is sent (a failed
+//! attempt's values stay in flight). Each sink's circuit breaker (in its [`SinkStats`],
+//! shared with the sink's live workers when the stats are the sink's, as for a spool's
+//! replay) is respected: nothing is sent to a sink whose circuit is open, and the first
+//! attempt after its open period is the probe that closes or reopens it.
 //!
 //! Calls block the calling thread (the sinks are synchronous); each worker (or, for Kinesis,
 //! each shard) owns its [`Delivery`].
@@ -23,6 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchyard_core::config::{Config, SinkConfig, WorkerConfig};
 use switchyard_core::egress::Egress;
+use switchyard_sinks::spool::Gate;
 use switchyard_sinks::stats::SinkStats;
 use switchyard_sinks::{AnySink, Ctx, RetryPolicy};
 use switchyard_stream::StreamDecoder;
@@ -31,6 +37,8 @@ use switchyard_stream::StreamDecoder;
 pub const REDELIVER_BASE: Duration = Duration::from_millis(200);
 /// Largest wait before a failed payload is sent again.
 pub const REDELIVER_CAP: Duration = Duration::from_secs(30);
+/// How often a delivery held by a sink's open circuit looks at it again.
+pub const CIRCUIT_POLL: Duration = Duration::from_millis(200);
 
 /// What became of one record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,25 +196,45 @@ impl Delivery {
             tracing::debug!(worker = %self.worker, at = %at, points = misplaced,
                 "left out series outside the shard's hash range (put there during a reshard)");
         }
-        // pending[t][p]: payload p still to deliver to target t.
+        // pending[t][p]: payload p still to deliver to target t; sent[t][p]: tried once
+        // (counted received).
         let mut pending: Vec<Vec<bool>> = vec![vec![true; payloads.len()]; self.targets.len()];
+        let mut sent: Vec<Vec<bool>> = vec![vec![false; payloads.len()]; self.targets.len()];
         let mut wait = REDELIVER_BASE;
-        let mut round = 0u32;
         loop {
-            for (t, todo) in self.targets.iter_mut().zip(pending.iter_mut()) {
-                let ctx = Ctx::new(&t.name, &t.stats, stop, t.policy);
-                for (p, left) in payloads.iter().zip(todo.iter_mut()) {
+            let mut held = false;
+            for ((t, todo), tried) in self.targets.iter_mut().zip(&mut pending).zip(&mut sent) {
+                let ctx = Ctx::redelivering(&t.name, &t.stats, stop, t.policy);
+                for ((p, left), tried) in payloads.iter().zip(todo.iter_mut()).zip(tried) {
                     if !*left {
                         continue;
                     }
-                    if round > 0 {
-                        add(&self.stats.redeliveries, 1);
+                    // The sink's circuit (shared with its live workers): while it is open
+                    // nothing is sent; when its period ends this attempt is the probe.
+                    let gate = t.stats.breaker.gate(Instant::now());
+                    if gate == Gate::Open {
+                        held = true;
+                        continue;
                     }
-                    count_received(&t.stats, p);
+                    // Received once: a failed attempt's values stay in flight until a
+                    // later one delivers them.
+                    if *tried {
+                        add(&self.stats.redeliveries, 1);
+                    } else {
+                        count_received(&t.stats, p);
+                        *tried = true;
+                    }
                     ctx.begin_item();
                     t.sink.handle(p, &ctx);
                     let tally = ctx.item_tally();
                     *left = tally.dropped_retryable > 0;
+                    if *left && tally.delivered == 0 {
+                        t.stats
+                            .breaker
+                            .failure(Instant::now(), gate == Gate::Probe, &t.stats);
+                    } else {
+                        t.stats.breaker.success(&t.stats);
+                    }
                 }
                 let _ = t.sink.flush();
             }
@@ -217,11 +245,15 @@ impl Delivery {
             if stop.load(Ordering::Relaxed) {
                 return Outcome::Aborted;
             }
+            if held {
+                // Waiting for a circuit: look again soon, without growing the backoff.
+                pause(CIRCUIT_POLL, stop);
+                continue;
+            }
             tracing::warn!(worker = %self.worker, at = %at, wait_ms = wait.as_millis() as u64,
                 "a sink could not take a record; sending it again after a pause");
             pause(wait, stop);
             wait = (wait * 2).min(REDELIVER_CAP);
-            round += 1;
         }
     }
 }

@@ -224,6 +224,7 @@ pub fn spawn_workers_with(
                     service,
                     stats,
                     max_records: w.max_records,
+                    share: w.share,
                     stop: stop.clone(),
                     abort: abort.clone(),
                 };

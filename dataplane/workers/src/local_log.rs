@@ -38,6 +38,9 @@ pub struct LogWorker {
     pub stats: Arc<WorkerStats>,
     /// Records per read at most.
     pub max_records: usize,
+    /// Share of its time spent delivering (`share`; a spool replay: the sink's
+    /// `replay_share`): after each record it pauses `took * (1 - share) / share`.
+    pub share: f64,
     /// Raised at shutdown: deliver what is durable, then exit.
     pub stop: Arc<AtomicBool>,
     /// Raised at the deadline: exit now.
@@ -139,9 +142,14 @@ impl LogWorker {
             add(&self.stats.records_read, batch.len() as u64);
             let mut done_to = next;
             for rec in batch.iter() {
+                let started = std::time::Instant::now();
                 match self.delivery.deliver(&rec.offset, rec.payload, &self.abort) {
                     Outcome::Done => done_to = rec.offset + 1,
                     Outcome::Aborted => break,
+                }
+                if self.share < 1.0 {
+                    let rest = started.elapsed().mul_f64((1.0 - self.share) / self.share);
+                    pause(rest.min(REDELIVER_CAP), &self.abort);
                 }
             }
             if done_to > next {

@@ -8,7 +8,7 @@
 //! offset (local log), decodes the batches and delivers them to the sinks named in its `to`,
 //! checkpointing only what those sinks acknowledged.
 
-use super::{Compression, SinkConfig, SinkType};
+use super::{Compression, Config, SfxEncoding, SinkConfig, SinkFormat, SinkType};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -142,6 +142,58 @@ pub struct WorkerConfig {
     /// Records read per poll at most.
     #[serde(default = "default_batch_records")]
     pub max_records: usize,
+    /// Share of its time the worker spends delivering (0 < share <= 1): after each record it
+    /// pauses in proportion, leaving the rest of the `to` sinks' capacity to live traffic.
+    /// The replay of a sink's spool runs with the sink's `replay_share`.
+    #[serde(default = "default_share")]
+    pub share: f64,
+}
+
+fn default_share() -> f64 {
+    1.0
+}
+
+/// Name of the hidden `local_log` sink holding sink `sink`'s spool (`spill = true`).
+pub fn spool_sink_name(sink: &str) -> String {
+    format!("{sink}.spool")
+}
+
+impl Config {
+    /// The config the stream workers run with: this one, plus for every sink with
+    /// `spill = true` a hidden `local_log` sink over its spool,
+    /// `<state_dir>/spool/<sink>` (kept until replayed: no retention), and a worker that
+    /// replays it into the sink with the sink's `replay_share`. Without `state_dir` (which
+    /// validation requires for a spill) it is this config unchanged.
+    pub fn with_spool_replays(&self) -> Config {
+        let mut cfg = self.clone();
+        let Some(state) = &self.state_dir else {
+            return cfg;
+        };
+        for (name, sc) in &self.sinks {
+            if !sc.spill {
+                continue;
+            }
+            let spool = spool_sink_name(name);
+            let mut log = SinkConfig::spool();
+            log.dir = Some(state.join("spool").join(name));
+            cfg.sinks.insert(spool.clone(), log);
+            cfg.workers.push(WorkerConfig {
+                from: spool,
+                to: vec![name.clone()],
+                worker_id: Some("replay".into()),
+                lease_store: LeaseStoreKind::Local,
+                lease_table: default_lease_table(),
+                lease_endpoint: None,
+                failover: default_failover(),
+                renew_interval: None,
+                take_interval: None,
+                group: None,
+                max_records: 16,
+                share: sc.replay_share,
+            });
+        }
+        cfg
+    }
 }
 
 fn default_lease_table() -> String {
@@ -195,6 +247,46 @@ impl SinkType {
 }
 
 impl SinkConfig {
+    /// A `local_log` sink for a spool (its `dir` still to set): rkyv, deflate, and no
+    /// retention (the spool's size is capped by the spilling sink's `spill_max_bytes`).
+    pub fn spool() -> SinkConfig {
+        SinkConfig {
+            sink_type: SinkType::LocalLog,
+            path: None,
+            format: SinkFormat::default(),
+            queue_batches: super::default_queue_batches(),
+            queue_max_bytes: super::default_queue_max_bytes(),
+            endpoint: None,
+            token_env: None,
+            api_key_env: None,
+            compression: None,
+            compression_level: super::default_compression_level(),
+            request_timeout: super::default_request_timeout(),
+            max_series_per_request: super::default_max_series_per_request(),
+            max_in_flight: super::default_max_in_flight(),
+            max_retries: super::default_max_retries(),
+            ca_file: None,
+            encoding: SfxEncoding::default(),
+            rate_as: crate::translate::RateAs::default(),
+            stream: None,
+            region: None,
+            brokers: None,
+            topic: None,
+            dir: None,
+            batch_encoding: BatchEncoding::Rkyv,
+            segment_bytes: 64 << 20,
+            segment_age: Duration::from_secs(3600),
+            retention_bytes: u64::MAX,
+            retention_age: Duration::from_secs(100 * 365 * 24 * 3600),
+            shard_bytes_per_sec: default_shard_bytes_per_sec(),
+            shard_records_per_sec: default_shard_records_per_sec(),
+            linger: default_linger(),
+            spill: false,
+            spill_max_bytes: 0,
+            replay_share: 1.0,
+        }
+    }
+
     pub(super) fn stream_settings(&self) -> StreamSettings {
         StreamSettings {
             encoding: self.batch_encoding,
@@ -349,6 +441,9 @@ pub(super) fn validate_worker(
             ))
         }
         Some(_) => {}
+    }
+    if !(w.share > 0.0 && w.share <= 1.0) {
+        return Err((".share".into(), format!("{} is not in (0, 1]", w.share)));
     }
     if w.to.is_empty() {
         return Err((
