@@ -2,9 +2,12 @@
 //! where the local protocol servers started by `./test.sh` answer, and names unique to a
 //! test run. A test whose server does not answer fails, saying how to start it: it never
 //! skips. Wire-level fakes (for faults no real server produces) read and answer the AWS JSON
-//! protocol with [`read_request`] and [`write_aws_json`].
+//! protocol with [`read_request`] and [`write_aws_json`]; [`kinesis_fake`] is a whole fake
+//! Kinesis stream built on them.
 //!
 //! Metrics: none.
+
+pub mod kinesis_fake;
 
 use std::collections::HashMap;
 use std::io::{BufRead, Write};

@@ -1,7 +1,8 @@
 //! The kinesis sink against real local servers (kinesis-local = kinesis-mock, and kinesalite
 //! for its limit checks: 500 records per call, 1 MiB per record) and, for throttling and
-//! partial failures that neither server produces, a wire-level fake speaking the awsJson1.1
-//! `DescribeStreamSummary` / `ListShards` / `PutRecords` protocol.
+//! partial failures that neither server produces, the wire-level fake of
+//! `switchyard_testkit::kinesis_fake` (awsJson1.1 `DescribeStreamSummary` / `ListShards` /
+//! `PutRecords`).
 //!
 //! Start the servers with `.ci/servers/kinesis-local.sh` and `.ci/servers/kinesalite.sh`;
 //! endpoints from `KINESIS_LOCAL_ENDPOINT` (default `http://127.0.0.1:4568`) and
@@ -9,18 +10,16 @@
 
 use super::server::{config, payload, run, set_env, spawn};
 use aws_sdk_kinesis::types::ShardIteratorType;
-use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::io::BufReader;
-use std::net::{TcpListener, TcpStream};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 use switchyard_core::egress::{Egress, Endpoint};
 use switchyard_core::model::{SeriesBatch, SeriesType};
 use switchyard_sinks::{DropReason, SinkStats};
 use switchyard_stream::kpl::deaggregate;
 use switchyard_stream::{Decoded, StreamDecoder};
-use switchyard_testkit::{read_request, write_aws_json, KINESALITE, KINESIS_LOCAL};
+use switchyard_testkit::kinesis_fake::{kinesis_fake, Arrival, FakeKinesis, Outcome};
+use switchyard_testkit::{KINESALITE, KINESIS_LOCAL};
 
 fn aws_env() {
     set_env("AWS_ACCESS_KEY_ID", "dummy");
@@ -284,200 +283,31 @@ fn intake_payloads_aggregated_together_keep_the_byte_ledger() {
 // ---------------------------------------------------------------------------------------
 // Wire-level fake Kinesis.
 
-/// What the fake answers to one PutRecords entry.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Outcome {
-    Ok,
-    Throttle,
-    Internal,
-}
-
-/// Per PutRecords call: the entries' (Data, ExplicitHashKey).
-type Calls = Arc<Mutex<Vec<Vec<(String, String)>>>>;
-
-type Decide = dyn Fn(usize, usize) -> Outcome + Send + Sync;
-
-/// Per PutRecords entry as it arrived: (when, shard, bytes = data + partition key).
-type Arrivals = Arc<Mutex<Vec<(Instant, usize, usize)>>>;
-
-struct Fake {
-    url: String,
-    /// Per PutRecords call: the entries' (Data, ExplicitHashKey).
-    calls: Calls,
-    arrivals: Arrivals,
-}
-
 const HALF: u128 = u128::MAX / 2;
 
 /// A fake stream with 2 open shards and a closed parent, 1 KiB records; `decide(call,
 /// entry)` scripts each PutRecords entry; `fail_first_calls` whole calls answer HTTP 500.
-fn fake(decide: Box<Decide>, fail_first_calls: usize) -> Fake {
+fn fake(
+    decide: impl Fn(usize, usize) -> Outcome + Send + Sync + 'static,
+    fail_first_calls: usize,
+) -> FakeKinesis {
     fake_with(decide, fail_first_calls, 0)
 }
 
 /// [`fake`], whose parent shard 0 (the whole hash range) stays open, and takes every
 /// record, until `split_at` PutRecords calls were answered; then it is split.
-fn fake_with(decide: Box<Decide>, fail_first_calls: usize, split_at: usize) -> Fake {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let calls: Calls = Arc::default();
-    let arrivals: Arrivals = Arc::default();
-    let decide: Arc<Decide> = Arc::from(decide);
-    let state = (
-        calls.clone(),
-        Arc::new(Mutex::new(0usize)),
-        arrivals.clone(),
-    );
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(tcp) = conn else { return };
-            let (calls, failed, arrivals) = (state.0.clone(), state.1.clone(), state.2.clone());
-            let decide = decide.clone();
-            std::thread::spawn(move || {
-                serve(
-                    tcp,
-                    &calls,
-                    &failed,
-                    &arrivals,
-                    (fail_first_calls, split_at),
-                    &*decide,
-                )
-            });
-        }
-    });
-    Fake {
-        url,
-        calls,
-        arrivals,
-    }
-}
-
-/// Bytes of a base64 string once decoded.
-fn b64_len(s: &str) -> usize {
-    s.len() / 4 * 3 - s.bytes().rev().take_while(|&b| b == b'=').count()
-}
-
-fn serve(
-    tcp: TcpStream,
-    calls: &Mutex<Vec<Vec<(String, String)>>>,
-    failed: &Mutex<usize>,
-    arrivals: &Mutex<Vec<(Instant, usize, usize)>>,
-    (fail_first, split_at): (usize, usize),
-    decide: &Decide,
-) {
-    let mut r = BufReader::new(tcp);
-    while let Some(request) = read_request(&mut r) {
-        let headers = &request.headers;
-        let body = &request.body;
-        let req: Value = serde_json::from_slice(body).unwrap();
-        assert_eq!(headers["content-type"], "application/x-amz-json-1.1");
-        let target = headers["x-amz-target"]
-            .trim_start_matches("Kinesis_20131202.")
-            .to_string();
-        let split = calls.lock().unwrap().len() >= split_at;
-        let (status, reply) = match target.as_str() {
-            "DescribeStreamSummary" => (
-                200,
-                json!({"StreamDescriptionSummary": {
-                    "StreamName": "fake", "StreamARN": "arn:aws:kinesis:us-east-1:000000000000:stream/fake",
-                    "StreamStatus": "ACTIVE", "RetentionPeriodHours": 24,
-                    "StreamCreationTimestamp": 1.7e9, "EnhancedMonitoring": [],
-                    "OpenShardCount": 2, "MaxRecordSizeInKiB": 1}}),
-            ),
-            "ListShards" if !split => (
-                200,
-                json!({"Shards": [
-                    {"ShardId": "shardId-000000000000",
-                     "HashKeyRange": {"StartingHashKey": "0", "EndingHashKey": u128::MAX.to_string()},
-                     "SequenceNumberRange": {"StartingSequenceNumber": "1"}}]}),
-            ),
-            "ListShards" => (
-                200,
-                json!({"Shards": [
-                    {"ShardId": "shardId-000000000000",
-                     "HashKeyRange": {"StartingHashKey": "0", "EndingHashKey": u128::MAX.to_string()},
-                     "SequenceNumberRange": {"StartingSequenceNumber": "1", "EndingSequenceNumber": "9"}},
-                    {"ShardId": "shardId-000000000001", "ParentShardId": "shardId-000000000000",
-                     "HashKeyRange": {"StartingHashKey": "0", "EndingHashKey": HALF.to_string()},
-                     "SequenceNumberRange": {"StartingSequenceNumber": "10"}},
-                    {"ShardId": "shardId-000000000002", "ParentShardId": "shardId-000000000000",
-                     "HashKeyRange": {"StartingHashKey": (HALF + 1).to_string(), "EndingHashKey": u128::MAX.to_string()},
-                     "SequenceNumberRange": {"StartingSequenceNumber": "11"}}]}),
-            ),
-            "PutRecords" => {
-                let mut f = failed.lock().unwrap();
-                if *f < fail_first {
-                    *f += 1;
-                    (
-                        500,
-                        json!({"__type": "InternalFailure", "message": "scripted"}),
-                    )
-                } else {
-                    let entries: Vec<(String, String)> = req["Records"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|e| {
-                            (
-                                e["Data"].as_str().unwrap().to_string(),
-                                e["ExplicitHashKey"].as_str().unwrap().to_string(),
-                            )
-                        })
-                        .collect();
-                    let now = Instant::now();
-                    arrivals
-                        .lock()
-                        .unwrap()
-                        .extend(req["Records"].as_array().unwrap().iter().map(|e| {
-                            let ehk: u128 = e["ExplicitHashKey"].as_str().unwrap().parse().unwrap();
-                            let bytes = b64_len(e["Data"].as_str().unwrap())
-                                + e["PartitionKey"].as_str().unwrap().len();
-                            (now, usize::from(ehk > HALF), bytes)
-                        }));
-                    let mut all = calls.lock().unwrap();
-                    let call = all.len();
-                    let mut failed_count = 0;
-                    let results: Vec<Value> = entries
-                        .iter()
-                        .enumerate()
-                        .map(|(i, (_, ehk))| {
-                            let shard = match ehk.parse::<u128>().unwrap() {
-                                _ if !split => 0,
-                                k if k <= HALF => 1,
-                                _ => 2,
-                            };
-                            match decide(call, i) {
-                                Outcome::Ok => json!({"SequenceNumber": format!("{call}-{i}"),
-                                    "ShardId": format!("shardId-00000000000{shard}")}),
-                                Outcome::Throttle => {
-                                    failed_count += 1;
-                                    json!({"ErrorCode": "ProvisionedThroughputExceededException",
-                                        "ErrorMessage": "Rate exceeded for shard"})
-                                }
-                                Outcome::Internal => {
-                                    failed_count += 1;
-                                    json!({"ErrorCode": "InternalFailure", "ErrorMessage": "scripted"})
-                                }
-                            }
-                        })
-                        .collect();
-                    all.push(entries);
-                    (
-                        200,
-                        json!({"FailedRecordCount": failed_count, "Records": results}),
-                    )
-                }
-            }
-            other => (
-                400,
-                json!({"__type": "UnknownOperationException", "message": other}),
-            ),
-        };
-        let body = reply.to_string();
-        if !write_aws_json(r.get_mut(), status, &body) {
-            return;
-        }
-    }
+fn fake_with(
+    decide: impl Fn(usize, usize) -> Outcome + Send + Sync + 'static,
+    fail_first_calls: usize,
+    split_at: usize,
+) -> FakeKinesis {
+    kinesis_fake()
+        .max_record_kib(1)
+        .decide(decide)
+        .fail_first_calls(fail_first_calls)
+        .split_at(split_at)
+        .start()
+        .unwrap()
 }
 
 fn fake_sink(url: &str, max_retries: u32) -> switchyard_core::config::Config {
@@ -496,11 +326,11 @@ fn only_failed_entries_are_resent_in_shard_order_and_the_ledger_balances() {
     // every other entry succeeds.
     let failures = [(0, 0), (0, 1), (3, 0)];
     let f = fake(
-        Box::new(move |call, i| match (call, i) {
+        move |call, i| match (call, i) {
             (0, 0) | (3, 0) => Outcome::Throttle,
             (0, 1) => Outcome::Internal,
             _ => Outcome::Ok,
-        }),
+        },
         0,
     );
     let stats = &run(spawn(&fake_sink(&f.url, 3)), vec![(0, flush(0, 4000))])[0];
@@ -567,7 +397,7 @@ fn records_a_split_moved_are_planned_again_so_every_series_keeps_its_order() {
     // Shard 0 (the whole range) takes the first 2 calls, then splits into 1 (low half) and
     // 2 (high half): what the sink still plans for shard 0 lands on shard 1.
     let split_at = 2;
-    let f = fake_with(Box::new(|_, _| Outcome::Ok), 0, split_at);
+    let f = fake_with(|_, _| Outcome::Ok, 0, split_at);
     let (rounds, n) = (4, 1000);
     let items = (0..rounds).map(|r| (0, flush(r, n))).collect();
     let stats = run(spawn(&fake_sink(&f.url, 3)), items).remove(0);
@@ -643,13 +473,13 @@ fn throttled_entries_exhaust_their_retries_and_are_counted() {
     aws_env();
     // Every entry of the first call is throttled; later calls would succeed.
     let f = fake(
-        Box::new(|call, _| {
+        |call, _| {
             if call == 0 {
                 Outcome::Throttle
             } else {
                 Outcome::Ok
             }
-        }),
+        },
         0,
     );
     // max_retries = 0: a throttled entry is dropped after its first failure; the shards'
@@ -671,7 +501,7 @@ fn throttled_entries_exhaust_their_retries_and_are_counted() {
 #[test]
 fn whole_call_errors_are_retried_by_the_driver() {
     aws_env();
-    let f = fake(Box::new(|_, _| Outcome::Ok), 2);
+    let f = fake(|_, _| Outcome::Ok, 2);
     let stats = &run(
         spawn(&fake_sink(&f.url, 3)),
         vec![(0, flush(0, 50)), (0, flush(1, 50))],
@@ -686,7 +516,7 @@ fn whole_call_errors_are_retried_by_the_driver() {
 #[test]
 fn each_shard_is_offered_no_more_than_its_configured_rates() {
     aws_env();
-    let f = fake(Box::new(|_, _| Outcome::Ok), 0);
+    let f = fake(|_, _| Outcome::Ok, 0);
     // 8 KiB/s and 20 records/s per shard, 1 s burst: ~36 KB per shard takes ~3 s.
     let (rate_b, rate_r) = (8192usize, 20usize);
     let cfg = config(
@@ -699,25 +529,24 @@ fn each_shard_is_offered_no_more_than_its_configured_rates() {
     let items = (0..6).map(|r| (0, flush(r, 100))).collect();
     let stats = run(spawn(&cfg), items).remove(0);
     assert_eq!(SinkStats::get(&stats.values_delivered), 600);
-    let arrivals = f.arrivals.lock().unwrap().clone();
+    let arrivals = f.arrivals();
     // Every 1 s window starting at an arrival, per shard: at most one second of each rate
     // plus the burst (one second), with 0.25 s of slack for how calls' arrival times drift
     // from the moments the sink took their tokens (request latency varies).
     let window = Duration::from_secs(1);
     let slack = 1.25;
     for shard in 0..2 {
-        let mine: Vec<&(Instant, usize, usize)> =
-            arrivals.iter().filter(|a| a.1 == shard).collect();
-        let total: usize = mine.iter().map(|a| a.2).sum();
+        let mine: Vec<&Arrival> = arrivals.iter().filter(|a| a.shard == shard).collect();
+        let total: usize = mine.iter().map(|a| a.bytes).sum();
         assert!(
             total > 3 * rate_b,
             "shard {shard}: enough data to need pacing ({total} B)"
         );
         for (i, a) in mine.iter().enumerate() {
-            let inside = mine[i..].iter().take_while(|b| b.0 < a.0 + window);
+            let inside = mine[i..].iter().take_while(|b| b.at < a.at + window);
             let (mut bytes, mut recs) = (0usize, 0usize);
             for b in inside {
-                bytes += b.2;
+                bytes += b.bytes;
                 recs += 1;
             }
             assert!(
