@@ -754,6 +754,14 @@ fn validate_sink(s: &SinkConfig) -> Result<(), (String, String)> {
             "only datadog and signalfx sinks spill (stream sinks are the durable path)".into(),
         ));
     }
+    if s.spill && ty == SinkType::Datadog && s.api_key_env.is_none() {
+        return Err((
+            ".spill".into(),
+            "a spilling datadog sink needs `api_key_env`: the spool does not keep each client's \
+             API key, so replayed data is sent with the sink's own"
+                .into(),
+        ));
+    }
     if !(s.replay_share > 0.0 && s.replay_share <= 1.0) {
         return Err((
             ".replay_share".into(),
@@ -1131,6 +1139,53 @@ mod tests {
         ))
         .unwrap_err();
         assert_eq!(e.key, "statsd.listen", "{e}");
+    }
+
+    #[test]
+    fn spill_needs_state_dir_a_vendor_sink_and_a_key_and_adds_a_replay_worker() {
+        let sink = |extra: &str| {
+            format!(
+                "[sinks.dd]\ntype = \"datadog\"\nendpoint = \"http://127.0.0.1:1\"\n{extra}\n\
+                 [[routes]]\nname = \"r\"\nto = [\"dd\"]\n"
+            )
+        };
+        let e = Config::from_toml(&sink("api_key_env = \"K\"\nspill = true")).unwrap_err();
+        assert_eq!(e.key, "sinks.dd.spill", "{e}");
+        assert!(e.message.contains("state_dir"), "{e}");
+        let e = Config::from_toml(&format!("state_dir = \"/tmp/s\"\n{}", sink("spill = true")))
+            .unwrap_err();
+        assert!(e.message.contains("api_key_env"), "{e}");
+        let e = Config::from_toml(&format!(
+            "state_dir = \"/tmp/s\"\n{}",
+            sink("api_key_env = \"K\"\nspill = true\nreplay_share = 0")
+        ))
+        .unwrap_err();
+        assert!(e.key.ends_with(".replay_share"), "{e}");
+        let e = Config::from_toml(
+            "state_dir = \"/tmp/s\"\n[sinks.f]\ntype = \"file\"\npath = \"/tmp/f\"\nspill = true\n\
+             [[routes]]\nname = \"r\"\nto = [\"f\"]\n",
+        )
+        .unwrap_err();
+        assert!(e.key.ends_with(".spill"), "{e}");
+        let cfg = Config::from_toml(&format!(
+            "state_dir = \"/tmp/s\"\n{}",
+            sink("api_key_env = \"K\"\nspill = true\nreplay_share = 0.25")
+        ))
+        .unwrap();
+        let with = cfg.with_spool_replays();
+        let spool = &with.sinks["dd.spool"];
+        assert_eq!(spool.sink_type, SinkType::LocalLog);
+        assert_eq!(
+            spool.dir.as_deref(),
+            Some(std::path::Path::new("/tmp/s/spool/dd"))
+        );
+        let w = with.workers.last().unwrap();
+        assert_eq!(
+            (w.from.as_str(), w.to.as_slice()),
+            ("dd.spool", &["dd".to_string()][..])
+        );
+        assert_eq!(w.share, 0.25);
+        assert!(cfg.workers.is_empty() && !cfg.sinks.contains_key("dd.spool"));
     }
 
     #[test]

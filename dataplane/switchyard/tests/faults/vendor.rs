@@ -1,0 +1,128 @@
+//! A vendor that answers 500, then 429 with `Retry-After`, then 400, then is slow (2 s per
+//! request), then recovers, while HTTP payloads arrive: every accepted point is delivered at
+//! least once or counted `rejected` (the 400s: they cannot succeed), and the sink's ledger
+//! balances (`received = delivered + spilled + rejected`, nothing else dropped, nothing left
+//! in flight).
+
+use crate::harness::{http_post, Instance, Options, Vendor};
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+fn sink(sy: &Instance, family: &str) -> f64 {
+    sy.metric(&format!("{family}{{sink=\"dd\"}}"))
+}
+
+fn dropped(sy: &Instance, reason: &str) -> f64 {
+    sy.metric(&format!(
+        "switchyard_sink_dropped_values_total{{sink=\"dd\",reason=\"{reason}\"}}"
+    ))
+}
+
+/// Payloads `from..to`, one point each, metric `fault.p`, value i.
+fn post(sy: &Instance, from: u32, to: u32) {
+    for i in from..to {
+        let body = format!(
+            "{{\"series\":[{{\"metric\":\"fault.p\",\"points\":[[1700000000,{i}]],\"type\":\"gauge\"}}]}}"
+        );
+        let r = http_post(
+            sy.http,
+            "/api/v1/series",
+            &["DD-API-KEY: k", "Content-Type: application/json"],
+            body.as_bytes(),
+        );
+        assert_eq!(r.status, 202, "{}", r.body);
+        std::thread::sleep(Duration::from_millis(30));
+    }
+}
+
+fn delivered_values(v: &Vendor) -> BTreeSet<u32> {
+    v.stats()["metrics"]["fault.p"]["values"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_f64)
+                .map(|x| x as u32)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_vendor_failing_in_turns_loses_nothing_it_could_take_and_the_ledger_balances() {
+    let vendor = Vendor::start("datadog", &["--keep-values", "1000"]);
+    let state = std::env::temp_dir().join(format!("switchyard-faults-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    let sy = Instance::start(Options {
+        top_extra: format!("state_dir = \"{}\"\n", state.display()),
+        extra_sinks: format!(
+            "[sinks.dd]\ntype = \"datadog\"\nendpoint = \"{}\"\napi_key_env = \"SY_TEST_DD\"\nmax_retries = 1\n\
+             max_in_flight = 2\nspill = true\nreplay_share = 1.0\nrequest_timeout = \"10s\"\n",
+            vendor.url()
+        ),
+        route_to: vec!["dd".into()],
+        env: vec![("SY_TEST_DD".into(), "k".into())],
+        ..Options::default()
+    });
+    let total = 100;
+    // 500s (retried, then spilled), 429s with Retry-After (honoured, then spilled), 400s
+    // (rejected for good), a slow vendor (2 s per answer), then a healthy one.
+    vendor.control("{\"fail_status\": 500, \"fail_count\": 6}");
+    post(&sy, 0, 20);
+    vendor.control("{\"fail_status\": 429, \"fail_count\": 6, \"retry_after\": 1}");
+    post(&sy, 20, 40);
+    vendor.control("{\"fail_status\": 400, \"fail_count\": 4, \"retry_after\": null}");
+    post(&sy, 40, 60);
+    vendor.control("{\"fail_count\": 0, \"delay_ms\": 2000}");
+    post(&sy, 60, 80);
+    vendor.control("{\"delay_ms\": 0}");
+    post(&sy, 80, total);
+
+    // Every value is delivered or rejected, and nothing stays in flight.
+    let until = Instant::now() + Duration::from_secs(90);
+    loop {
+        let got = delivered_values(&vendor);
+        let rejected = dropped(&sy, "rejected");
+        let received = sink(&sy, "switchyard_sink_received_values_total");
+        let delivered = sink(&sy, "switchyard_sink_delivered_values_total");
+        let spilled = dropped(&sy, "spilled");
+        let settled = received == delivered + spilled + rejected;
+        if (got.len() as f64 + rejected >= f64::from(total) && settled) || Instant::now() > until {
+            let s = vendor.stats();
+            assert!(settled, "received {received} = delivered {delivered} + spilled {spilled} + rejected {rejected}: {s:#}");
+            assert_eq!(
+                got.len() as f64 + rejected,
+                f64::from(total),
+                "every point delivered (at least once) or rejected: {got:?} {s:#}"
+            );
+            assert!(got.iter().all(|&v| v < total));
+            assert!(
+                (1.0..=4.0).contains(&rejected),
+                "the 400s rejected 1 to 4 values: {rejected}"
+            );
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for reason in [
+        "retries_exhausted",
+        "spool_full",
+        "shutdown",
+        "fatal",
+        "no_api_key",
+    ] {
+        assert_eq!(dropped(&sy, reason), 0.0, "{reason}");
+    }
+    // The faults happened: refused requests, and values that went through the spool.
+    let s = vendor.stats();
+    let refused = s["failed_requests"].as_u64().unwrap();
+    let spilled = dropped(&sy, "spilled");
+    eprintln!(
+        "{refused} requests refused, {spilled} values spilled and replayed, {} rejected",
+        dropped(&sy, "rejected")
+    );
+    assert!(refused >= 6, "{s:#}");
+    assert!(spilled > 0.0, "{s:#}");
+    let _ = sy.stop();
+    let _ = std::fs::remove_dir_all(&state);
+}
