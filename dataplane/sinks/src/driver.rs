@@ -457,15 +457,9 @@ impl Worker {
     fn run(mut self, mut sink: AnySink) {
         let mut spill = self.spill.take();
         let ctx = Ctx {
-            name: &self.name,
-            stats: &self.stats,
-            abort: &self.abort,
-            policy: self.policy,
-            tally: Tally::default(),
             queue: Some(&self.rx),
-            extra_bytes: Cell::new(0),
             defer_retryable: spill.is_some(),
-            deferred: Cell::new(0),
+            ..Ctx::new(&self.name, &self.stats, &self.abort, self.policy)
         };
         loop {
             let item = match self.rx.recv_timeout(Duration::from_millis(200)) {
@@ -898,21 +892,16 @@ mod tests {
     }
 
     fn ctx<'a>(stats: &'a SinkStats, abort: &'a AtomicBool, max_retries: u32) -> Ctx<'a> {
-        Ctx {
-            name: "t",
+        Ctx::new(
+            "t",
             stats,
             abort,
-            policy: RetryPolicy {
+            RetryPolicy {
                 max_retries,
                 base: Duration::from_millis(1),
                 cap: Duration::from_millis(2),
             },
-            tally: Tally::default(),
-            queue: None,
-            extra_bytes: Cell::new(0),
-            defer_retryable: false,
-            deferred: Cell::new(0),
-        }
+        )
     }
 
     #[test]

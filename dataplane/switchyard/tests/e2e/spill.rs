@@ -3,7 +3,7 @@
 //! opens after failures in a row (items then go straight to the spool); once the vendor takes
 //! data again, the spool's replay delivers everything, also after a `kill -9`.
 
-use super::harness::{http_post, Instance, Options, Vendor};
+use super::harness::{post_point, Instance, Options, Vendor};
 use serde_json::Value;
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
@@ -63,18 +63,9 @@ fn count(sy: &Instance, n: usize) {
 }
 
 /// `n` HTTP v1 series payloads, metric `spill.http`, value i.
-fn post(sy: &Instance, n: usize) {
+fn post(sy: &Instance, n: u32) {
     for i in 0..n {
-        let body = format!(
-            "{{\"series\":[{{\"metric\":\"spill.http\",\"points\":[[1700000000,{i}]],\"type\":\"gauge\"}}]}}"
-        );
-        let r = http_post(
-            sy.http,
-            "/api/v1/series",
-            &["DD-API-KEY: k", "Content-Type: application/json"],
-            body.as_bytes(),
-        );
-        assert_eq!(r.status, 202, "{}", r.body);
+        post_point(sy.http, "spill.http", i);
     }
 }
 

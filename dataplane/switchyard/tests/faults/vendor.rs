@@ -4,7 +4,7 @@
 //! balances (`received = delivered + spilled + rejected`, nothing else dropped, nothing left
 //! in flight).
 
-use crate::harness::{http_post, Instance, Options, Vendor};
+use crate::harness::{post_point, Instance, Options, Vendor};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -19,19 +19,10 @@ fn dropped(sy: &Instance, reason: &str) -> f64 {
     ))
 }
 
-/// Payloads `from..to`, one point each, metric `fault.p`, value i.
+/// Payloads `from..to`, one point each, metric `fault.p`, value i, 30 ms apart.
 fn post(sy: &Instance, from: u32, to: u32) {
     for i in from..to {
-        let body = format!(
-            "{{\"series\":[{{\"metric\":\"fault.p\",\"points\":[[1700000000,{i}]],\"type\":\"gauge\"}}]}}"
-        );
-        let r = http_post(
-            sy.http,
-            "/api/v1/series",
-            &["DD-API-KEY: k", "Content-Type: application/json"],
-            body.as_bytes(),
-        );
-        assert_eq!(r.status, 202, "{}", r.body);
+        post_point(sy.http, "fault.p", i);
         std::thread::sleep(Duration::from_millis(30));
     }
 }
