@@ -12,37 +12,16 @@
 
 use std::collections::VecDeque;
 use std::time::Instant;
-use switchyard_core::model::{SeriesBatch, SeriesType};
 use switchyard_sinks::sink::kinesis::pack::{plan_call, Entry, Packer};
 use switchyard_sinks::sink::kinesis::shards::{ShardMap, ShardRange};
 use switchyard_stream::{Compression, Encoding, StreamBatch, StreamEncoder};
 
+#[path = "support/flush.rs"]
+mod support;
+use support::flush;
+
 const SHARD_BYTES_PER_S: f64 = 1_048_576.0;
 const SHARD_RECORDS_PER_S: f64 = 1000.0;
-
-/// A statsd flush: `n` series over 50 services, 20 endpoints, 200 hosts, mixed types.
-fn flush(n: usize) -> SeriesBatch {
-    let mut b = SeriesBatch::new(1_700_000_000, 10.0);
-    let kinds = [SeriesType::Count, SeriesType::Gauge, SeriesType::Rate];
-    for i in 0..n {
-        let svc = i % 50;
-        let tags = [
-            format!("service:svc-{svc}"),
-            format!("endpoint:/api/v1/resource-{}", i % 20),
-            "env:prod".to_string(),
-            format!("region:eu-west-{}", i % 3),
-            format!("instance:{i}"),
-        ];
-        let name = format!("svc{svc}.http.server.request.duration");
-        let id = b.identity(
-            &name,
-            tags.iter().map(String::as_str),
-            &format!("host-{:04}", i % 200),
-        );
-        b.push(id, "", kinds[i % 3], (i % 977) as f64 * 1.25);
-    }
-    b
-}
 
 fn shards(n: u128) -> ShardMap {
     let step = u128::MAX / n;
@@ -104,7 +83,7 @@ fn report(label: &str, entries: &[Entry], nshards: usize, points: u64) {
 fn main() {
     let n = 100_000;
     let nshards = 4;
-    let flush = flush(n);
+    let flush = flush(n, 0);
     let mut sb = StreamBatch::new();
     sb.extend_from_series_batch(&flush);
     let map = shards(nshards as u128);

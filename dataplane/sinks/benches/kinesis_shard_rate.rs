@@ -29,10 +29,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchyard_core::config::Config;
 use switchyard_core::egress::{Egress, Endpoint, IntakePayload};
-use switchyard_core::model::{SeriesBatch, SeriesType};
 use switchyard_sinks::{spawn_sinks_with, DropReason, RetryPolicy, SinkStats};
 use switchyard_stream::kpl::deaggregate;
 use switchyard_testkit::kinesis_fake::{kinesis_fake, Arrival};
+
+#[path = "support/flush.rs"]
+mod support;
+use support::flush;
 
 const MIB: f64 = 1_048_576.0;
 /// Arrivals before this (from the first) are the burst, left out of the steady figures.
@@ -73,31 +76,6 @@ fn args() -> Args {
         i += 2;
     }
     a
-}
-
-/// A statsd flush (as in `kinesis_pack`): `n` series over 50 services, 20 endpoints,
-/// 200 hosts, 5 tags, mixed types; `round` shifts timestamps and values.
-fn flush(n: usize, round: usize) -> Egress {
-    let mut b = SeriesBatch::new(1_700_000_000 + round as u64 * 10, 10.0);
-    let kinds = [SeriesType::Count, SeriesType::Gauge, SeriesType::Rate];
-    for i in 0..n {
-        let svc = i % 50;
-        let tags = [
-            format!("service:svc-{svc}"),
-            format!("endpoint:/api/v1/resource-{}", i % 20),
-            "env:prod".to_string(),
-            format!("region:eu-west-{}", i % 3),
-            format!("instance:{i}"),
-        ];
-        let name = format!("svc{svc}.http.server.request.duration");
-        let id = b.identity(
-            &name,
-            tags.iter().map(String::as_str),
-            &format!("host-{:04}", i % 200),
-        );
-        b.push(id, "", kinds[i % 3], ((i + round * 7) % 977) as f64 * 1.25);
-    }
-    Egress::Series(Arc::new(b))
 }
 
 /// A Datadog v1 series payload: 50 series of 2 points, distinct per `k`.
@@ -248,7 +226,9 @@ fn run(a: &Args, mode: &str) {
     let cpu0 = thread_cpu("sink-kin-0").unwrap_or_default();
     match mode {
         "statsd" => {
-            let flushes: Vec<Egress> = (0..4).map(|r| flush(a.series, r)).collect();
+            let flushes: Vec<Egress> = (0..4)
+                .map(|r| Egress::Series(Arc::new(flush(a.series, r))))
+                .collect();
             let start = Instant::now();
             for k in 0..a.secs {
                 let due = start + Duration::from_secs(k);

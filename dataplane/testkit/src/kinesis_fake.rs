@@ -19,6 +19,23 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
+/// The `DescribeStreamSummary` answer of an active stream named `fake` with `open_shards`
+/// open shards and, when given, `MaxRecordSizeInKiB` (shared by the wire fakes).
+pub fn describe_stream_summary(
+    open_shards: impl Into<Value>,
+    max_record_kib: Option<u64>,
+) -> Value {
+    let mut v = json!({"StreamDescriptionSummary": {
+        "StreamName": "fake", "StreamARN": "arn:aws:kinesis:us-east-1:000000000000:stream/fake",
+        "StreamStatus": "ACTIVE", "RetentionPeriodHours": 24,
+        "StreamCreationTimestamp": 1.7e9, "EnhancedMonitoring": [],
+        "OpenShardCount": open_shards.into()}});
+    if let Some(k) = max_record_kib {
+        v["StreamDescriptionSummary"]["MaxRecordSizeInKiB"] = k.into();
+    }
+    v
+}
+
 /// What the fake answers to one `PutRecords` entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -269,12 +286,7 @@ fn answer(request: &crate::Request, st: &State) -> (u16, Value) {
     match target {
         "DescribeStreamSummary" => (
             200,
-            json!({"StreamDescriptionSummary": {
-                "StreamName": "fake", "StreamARN": "arn:aws:kinesis:us-east-1:000000000000:stream/fake",
-                "StreamStatus": "ACTIVE", "RetentionPeriodHours": 24,
-                "StreamCreationTimestamp": 1.7e9, "EnhancedMonitoring": [],
-                "OpenShardCount": if split { n } else { 1 },
-                "MaxRecordSizeInKiB": st.opts.max_record_kib}}),
+            describe_stream_summary(if split { n } else { 1 }, Some(st.opts.max_record_kib)),
         ),
         "ListShards" => {
             let mut shards = vec![shard_json(0, 0, u128::MAX, false, split)];

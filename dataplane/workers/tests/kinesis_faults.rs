@@ -16,6 +16,7 @@ use switchyard_core::config::Config;
 use switchyard_core::model::{SeriesBatch, SeriesType};
 use switchyard_stream::kpl::Aggregator;
 use switchyard_stream::{Compression, Encoding, StreamBatch, StreamEncoder};
+use switchyard_testkit::kinesis_fake::describe_stream_summary;
 use switchyard_testkit::{read_request, write_aws_json};
 use switchyard_workers::spawn_workers;
 
@@ -103,14 +104,7 @@ fn serve(tcp: TcpStream, iterators: &Mutex<Vec<(String, Option<String>)>>, calls
         let error =
             |status: u16, kind: &str| (status, json!({"__type": kind, "message": "scripted"}));
         let (status, reply) = match target {
-            "DescribeStreamSummary" => (
-                200,
-                json!({"StreamDescriptionSummary": {
-                    "StreamName": "fake", "StreamARN": "arn:aws:kinesis:us-east-1:000000000000:stream/fake",
-                    "StreamStatus": "ACTIVE", "RetentionPeriodHours": 24,
-                    "StreamCreationTimestamp": 1.7e9, "EnhancedMonitoring": [],
-                    "OpenShardCount": 1}}),
-            ),
+            "DescribeStreamSummary" => (200, describe_stream_summary(1, None)),
             "ListShards" => (
                 200,
                 json!({"Shards": [{"ShardId": "shardId-000000000000",
