@@ -13,6 +13,11 @@
 //! are dropped and the workers drain what is queued; anything left when the deadline passes
 //! (queued, or waiting for a retry) is counted as dropped (`shutdown`).
 //!
+//! A sink with `spill = true` ([`crate::spool`]): its workers hold a spool writer, the `Ctx`
+//! defers retryable drops (`retries_exhausted`, `shutdown`) and the worker writes the item to
+//! the spool instead (`spilled`); while the sink's circuit is open, or past the shutdown
+//! deadline, items go to the spool without a request.
+//!
 //! A sink that delivers several items together (the Kinesis sink's `linger`) takes the
 //! following queued items itself with [`Ctx::next_item`] while it handles one: they count as
 //! received when taken, and every value of every item taken is settled before `handle`

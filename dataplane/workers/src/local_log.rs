@@ -7,7 +7,9 @@
 //! redelivers at most one read batch (`max_records`). Records deleted by retention before
 //! they were read are logged with their count. At shutdown the worker delivers what is
 //! durable in the log, commits and exits; at the deadline the in-flight record is abandoned
-//! uncommitted.
+//! uncommitted. With `share` below 1 it pauses after each record in proportion to the time
+//! the record took, so it spends at most that share of its time delivering (a spilling
+//! sink's spool replay runs this way with the sink's `replay_share`).
 //!
 //! Metrics: [`WorkerStats`] (`records_read`, `lag`, `committed`).
 
