@@ -223,6 +223,8 @@ struct Built {
     name: String,
     config: SinkConfig,
     sinks: Vec<(AnySink, Option<Spool>)>,
+    /// `spill = true`: the spool writers of the sink's [`Spiller`]s.
+    spillers: Vec<Spool>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -310,10 +312,17 @@ impl SinkRuntime {
                 };
                 sinks.push((sink, spool));
             }
+            let mut spillers = Vec::new();
+            if let (Some(dir), true) = (&self.state_dir, sc.spill) {
+                for _ in 0..SPILLERS {
+                    spillers.push(Spool::open(dir, &name, &sc).map_err(|e| (name.clone(), e))?);
+                }
+            }
             built.push(Built {
                 name,
                 config: sc,
                 sinks,
+                spillers,
             });
         }
         let mut threads = lock(&self.threads);
@@ -325,6 +334,30 @@ impl SinkRuntime {
                 .map_or_else(|| Arc::new(SinkStats::default()), |s| s.probe.stats.clone());
             let (tx, rx) = bounded(b.config.queue_batches);
             let pol = (self.policy)(&b.config);
+            // The workers' token: the spiller stops once every worker did.
+            let alive = Arc::new(());
+            for (i, spool) in b.spillers.into_iter().enumerate() {
+                let spiller = Spiller {
+                    flags: i == 0,
+                    name: b.name.clone(),
+                    rx: rx.clone(),
+                    stats: stats.clone(),
+                    abort: self.abort.clone(),
+                    spool,
+                    items_cap: b.config.queue_batches as u64,
+                    bytes_cap: b.config.queue_max_bytes,
+                    workers: Arc::downgrade(&alive),
+                };
+                match std::thread::Builder::new()
+                    .name(format!("sink-{}-spill-{i}", b.name))
+                    .spawn(move || spiller.run())
+                {
+                    Ok(t) => threads.push(t),
+                    Err(e) => {
+                        tracing::error!(sink = %b.name, error = %e, "spawning the sink's spiller failed")
+                    }
+                }
+            }
             for (w, (sink, spool)) in b.sinks.into_iter().enumerate() {
                 let worker = Worker {
                     name: b.name.clone(),
@@ -333,6 +366,7 @@ impl SinkRuntime {
                     abort: self.abort.clone(),
                     policy: pol,
                     spill: spool,
+                    _alive: alive.clone(),
                 };
                 match std::thread::Builder::new()
                     .name(format!("sink-{}-{w}", b.name))
@@ -456,6 +490,8 @@ struct Worker {
     policy: RetryPolicy,
     /// `spill = true`: this worker's spool writer (the circuit breaker is in the stats).
     spill: Option<Spool>,
+    /// Held while the worker runs (the sink's [`Spiller`] stops once no worker holds it).
+    _alive: Arc<()>,
 }
 
 impl Worker {
@@ -467,6 +503,18 @@ impl Worker {
             ..Ctx::new(&self.name, &self.stats, &self.abort, self.policy)
         };
         loop {
+            // A spilling sink whose circuit is open and whose spool is full takes nothing:
+            // it could neither send nor keep the item, so it stays queued, the queue fills
+            // and the intake pushes back (until the shutdown deadline).
+            if let Some(spool) = &spill {
+                if !self.abort.load(Ordering::Relaxed)
+                    && self.stats.breaker.is_open(Instant::now())
+                    && !spool.has_room(&self.stats)
+                {
+                    std::thread::sleep(Duration::from_millis(100));
+                    continue;
+                }
+            }
             let item = match self.rx.recv_timeout(Duration::from_millis(200)) {
                 Ok(i) => i,
                 Err(RecvTimeoutError::Timeout) => {
@@ -499,6 +547,85 @@ impl Worker {
             }
         }
         let _ = sink.flush();
+    }
+}
+
+/// Spillers per spilling sink: their spool writes share fsyncs (group commit), so they keep
+/// up with a faster intake than one would.
+pub const SPILLERS: usize = crate::sink::local_log::WRITERS;
+
+/// How often a [`Spiller`] looks at its queue.
+pub const SPILL_POLL: Duration = Duration::from_millis(10);
+
+/// A spilling sink's queue is backlogged from half full (in items or in payload bytes): its
+/// [`Spiller`]s then move the oldest queued items to the spool until it is down to a
+/// quarter. (The other half absorbs a slow spool write: fsyncs on a busy disk.)
+fn backlog(items: u64, items_cap: u64, bytes: u64, bytes_cap: u64) -> (bool, bool) {
+    let high = items * 2 >= items_cap || bytes * 2 >= bytes_cap;
+    let low = items * 4 <= items_cap && bytes * 4 <= bytes_cap;
+    (high, low)
+}
+
+/// A consumer that keeps a spilling sink's queue from filling while its vendor is slow
+/// (a sink has [`SPILLERS`] of them):
+/// from half full (items or bytes) it takes the oldest queued items and writes them to the
+/// spool (`spilled`, replayed later) until the queue is down to a quarter, so the intake keeps
+/// accepting. While the queue is being spilled it sets
+/// [`SinkStats::backlogged`], and the spool's replay waits: live traffic goes first. When
+/// the spool is full too it takes nothing: the queue fills and the intake pushes back (HTTP
+/// `503` with `Retry-After`) or counts `queue_full` (statsd).
+struct Spiller {
+    /// Whether this one keeps [`SinkStats::backlogged`] (one of the sink's spillers does).
+    flags: bool,
+    name: String,
+    rx: Receiver<Egress>,
+    stats: Arc<SinkStats>,
+    abort: Arc<AtomicBool>,
+    spool: Spool,
+    items_cap: u64,
+    bytes_cap: u64,
+    /// The workers' token: gone once every worker stopped (the queue is closed and drained).
+    workers: std::sync::Weak<()>,
+}
+
+impl Spiller {
+    fn run(mut self) {
+        let ctx = Ctx::new(&self.name, &self.stats, &self.abort, RetryPolicy::default());
+        let mut spilling = false;
+        while self.workers.strong_count() > 0 {
+            let items = self.rx.len() as u64;
+            let bytes = self.stats.queued_bytes.load(Ordering::Relaxed);
+            let (high, low) = backlog(items, self.items_cap, bytes, self.bytes_cap);
+            if high {
+                spilling = true;
+            } else if low {
+                spilling = false;
+            }
+            if self.flags {
+                self.stats.backlogged.store(spilling, Ordering::Relaxed);
+            }
+            if spilling && self.spool.has_room(&self.stats) {
+                if let Ok(item) = self.rx.try_recv() {
+                    if self.stats.first_time(DropReason::Spilled) {
+                        tracing::warn!(sink = %self.name, queued = items,
+                            "the sink's queue is filling: spilling its oldest items to the spool (logged once)");
+                    }
+                    count_received(&self.stats, &item);
+                    ctx.begin_item();
+                    spool::spill(&mut self.spool, &item, item.points(), &ctx);
+                    let bytes = payload_bytes(&item);
+                    if bytes > 0 {
+                        ctx.tally.split_bytes(bytes, &self.stats);
+                        self.stats.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+                    }
+                    continue;
+                }
+            }
+            std::thread::sleep(SPILL_POLL);
+        }
+        if self.flags {
+            self.stats.backlogged.store(false, Ordering::Relaxed);
+        }
     }
 }
 

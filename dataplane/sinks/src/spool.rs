@@ -41,6 +41,9 @@ pub const OPEN_BASE: Duration = Duration::from_secs(5);
 /// Longest open period.
 pub const OPEN_CAP: Duration = Duration::from_secs(60);
 
+/// How long a spool writer refuses items after a failed write ([`Spool::has_room`]).
+pub const FAILED_WRITE_PAUSE: Duration = Duration::from_secs(5);
+
 /// Why the spool did not take an item.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SpoolRefusal {
@@ -59,6 +62,8 @@ pub struct Spool {
     max_bytes: u64,
     stats: SinkStats,
     abort: AtomicBool,
+    /// When a write last failed.
+    failed_at: Option<Instant>,
 }
 
 impl std::fmt::Debug for Spool {
@@ -88,6 +93,7 @@ impl Spool {
             max_bytes: sc.spill_max_bytes,
             stats: SinkStats::default(),
             abort: AtomicBool::new(false),
+            failed_at: None,
         })
     }
 
@@ -102,6 +108,24 @@ impl Spool {
                     .sum()
             })
             .unwrap_or(0)
+    }
+
+    /// Whether the spool holds less than `spill_max_bytes` (updates the sink's
+    /// `spool_bytes` gauge).
+    ///
+    /// After a failed write (a full disk) it says no for [`FAILED_WRITE_PAUSE`], so the
+    /// callers stop taking items they could not keep: the queue fills and the intake pushes
+    /// back.
+    pub fn has_room(&self, sink: &SinkStats) -> bool {
+        if self
+            .failed_at
+            .is_some_and(|t| t.elapsed() < FAILED_WRITE_PAUSE)
+        {
+            return false;
+        }
+        let bytes = self.bytes();
+        sink.spool_bytes.store(bytes, Ordering::Relaxed);
+        bytes < self.max_bytes
     }
 
     /// Writes `item` durably.
@@ -129,6 +153,7 @@ impl Spool {
         self.log.handle(item, &ctx);
         let t = ctx.item_tally();
         if t.dropped > 0 {
+            self.failed_at = Some(Instant::now());
             return Err(SpoolRefusal::Failed(format!(
                 "{} of {} values not written",
                 t.dropped,
@@ -204,6 +229,13 @@ impl Breaker {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Whether the circuit is open at `now` (the next item would be spilled, not sent),
+    /// without asking for the probe.
+    pub fn is_open(&self, now: Instant) -> bool {
+        let s = self.lock();
+        s.open_until.is_some_and(|until| now < until || s.probing)
+    }
+
     /// The gate for the next item at `now`.
     pub fn gate(&self, now: Instant) -> Gate {
         let mut s = self.lock();
@@ -274,13 +306,18 @@ mod tests {
             b.failure(t0, false, &st);
         }
         assert_eq!(b.gate(t0), Gate::Closed);
+        assert!(!b.is_open(t0));
         b.failure(t0, false, &st);
+        assert!(b.is_open(t0));
         assert_eq!(b.gate(t0), Gate::Open);
         assert_eq!(SinkStats::get(&st.circuit_opens), 1);
         assert_eq!(st.circuit_open.load(Ordering::Relaxed), 1);
         // After the open period one probe goes; the others still spill.
         let later = t0 + OPEN_BASE;
+        assert!(!b.is_open(later));
         assert_eq!(b.gate(later), Gate::Probe);
+        // While the probe is out the circuit counts as open.
+        assert!(b.is_open(later));
         assert_eq!(b.gate(later), Gate::Open);
         // A failed probe opens it for longer.
         b.failure(later, true, &st);

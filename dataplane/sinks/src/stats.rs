@@ -212,6 +212,9 @@ pub struct SinkStats {
     pub circuit_opens: AtomicU64,
     /// Bytes of the sink's spool files, as last seen by a spilling worker.
     pub spool_bytes: AtomicU64,
+    /// True while a spilling sink's queue is backlogged (its spiller is moving queued items
+    /// to the spool): the spool's replay waits, so live traffic goes first.
+    pub backlogged: AtomicBool,
     /// The sink's circuit breaker: its spilling workers and its spool's replay share it.
     pub breaker: crate::spool::Breaker,
     /// One-time log guards (by [`DropReason`] slot).

@@ -13,5 +13,7 @@
 mod harness;
 
 mod faults {
+    mod disk;
+    mod slow;
     mod vendor;
 }

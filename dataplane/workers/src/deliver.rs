@@ -12,7 +12,9 @@
 //! attempt's values stay in flight). Each sink's circuit breaker (in its [`SinkStats`],
 //! shared with the sink's live workers when the stats are the sink's, as for a spool's
 //! replay) is respected: nothing is sent to a sink whose circuit is open, and the first
-//! attempt after its open period is the probe that closes or reopens it.
+//! attempt after its open period is the probe that closes or reopens it. Nothing is sent
+//! either while the sink's live queue is backlogged (`SinkStats::backlogged`, set by a
+//! spilling sink's spiller): live traffic goes first.
 //!
 //! Calls block the calling thread (the sinks are synchronous); each worker (or, for Kinesis,
 //! each shard) owns its [`Delivery`].
@@ -211,6 +213,13 @@ impl Delivery {
                     }
                     // The sink's circuit (shared with its live workers): while it is open
                     // nothing is sent; when its period ends this attempt is the probe.
+                    // Nor while the sink's live queue is backlogged (its spiller is
+                    // moving items to the spool): live traffic goes first.
+                    // (Checked first: asking the breaker may make this attempt its probe.)
+                    if t.stats.backlogged.load(Ordering::Relaxed) {
+                        held = true;
+                        continue;
+                    }
                     let gate = t.stats.breaker.gate(Instant::now());
                     if gate == Gate::Open {
                         held = true;
