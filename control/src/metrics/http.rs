@@ -75,6 +75,12 @@ pub(super) fn render(o: &mut Out, h: &HttpCounters) {
         h.empty_bodies as f64,
     );
     o.one(
+        "switchyard_http_durable_payloads_total",
+        "counter",
+        "Payloads of durable routes answered 202 once every sink made them durable.",
+        h.durable_payloads as f64,
+    );
+    o.one(
         "switchyard_http_validate_total",
         "counter",
         "GET /api/v1/validate requests.",

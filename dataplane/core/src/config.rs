@@ -227,6 +227,11 @@ pub struct HttpConfig {
     pub idle_timeout: Duration,
     /// The `Retry-After` value (seconds) sent with 429 and 503.
     pub retry_after_secs: u32,
+    /// How long a payload of a `durable = true` route may wait to be durable at every sink
+    /// it is queued for before it is answered 503 (it may still arrive: the client's retry
+    /// can duplicate it).
+    #[serde(with = "humantime_serde")]
+    pub durable_timeout: Duration,
     /// Serve HTTPS instead of plain HTTP (see [`TlsFiles`]). Unset: plain HTTP.
     pub tls: Option<TlsFiles>,
 }
@@ -268,6 +273,7 @@ impl Default for HttpConfig {
             read_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
             retry_after_secs: 1,
+            durable_timeout: Duration::from_secs(10),
             tls: None,
         }
     }

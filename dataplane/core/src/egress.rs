@@ -13,7 +13,8 @@
 use crate::intake::decompress::BodyDecoder;
 use crate::intake::BodyError;
 use crate::model::SeriesBatch;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// One unit of work on a sink queue.
 #[derive(Debug, Clone)]
@@ -192,6 +193,71 @@ pub struct IntakePayload {
     /// Points in the payload (distribution values count one each; a check or an event
     /// counts one).
     pub points: u64,
+    /// For a payload a `durable = true` route matched: where each sink it is queued for
+    /// reports that its part is durable (the intake answers once all did).
+    pub durable: Option<Arc<Durability>>,
+}
+
+/// The answer a `durable = true` route waits for. The intake holds it while it queues the
+/// payload ([`Durability::expect_one`] per sink queue), then releases its hold with
+/// [`Durability::settle`]; every sink reports whether its part is durable (delivered,
+/// spooled, or written to a stream) the same way. Once all did, the waiting intake gets
+/// `true` if every part is. If the last holder goes away before every report (an item
+/// dropped unhandled), it gets `false`.
+#[derive(Debug)]
+pub struct Durability {
+    pending: AtomicUsize,
+    failed: AtomicBool,
+    tx: Mutex<Option<futures_channel::oneshot::Sender<bool>>>,
+}
+
+impl Durability {
+    /// A durability held by its creator (one report pending: the creator's own), and the
+    /// receiver of its answer.
+    pub fn new() -> (Arc<Self>, futures_channel::oneshot::Receiver<bool>) {
+        let (tx, rx) = futures_channel::oneshot::channel();
+        let d = Arc::new(Self {
+            pending: AtomicUsize::new(1),
+            failed: AtomicBool::new(false),
+            tx: Mutex::new(Some(tx)),
+        });
+        (d, rx)
+    }
+
+    /// One more report to wait for (call before handing the payload to a sink).
+    pub fn expect_one(&self) {
+        self.pending.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// One report: a sink's part of the payload is durable, or not (or the creator
+    /// releases its hold).
+    pub fn settle(&self, durable: bool) {
+        if !durable {
+            self.failed.store(true, Ordering::Relaxed);
+        }
+        if self.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.answer(!self.failed.load(Ordering::Relaxed));
+        }
+    }
+
+    fn answer(&self, durable: bool) {
+        let tx = self
+            .tx
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let Some(tx) = tx {
+            // The intake may have stopped waiting (its deadline passed).
+            let _ = tx.send(durable);
+        }
+    }
+}
+
+impl Drop for Durability {
+    fn drop(&mut self) {
+        // Sinks that never reported: not durable.
+        self.answer(false);
+    }
 }
 
 impl IntakePayload {
@@ -214,6 +280,7 @@ impl IntakePayload {
             api_key,
             series,
             points,
+            durable: None,
         }
     }
 
@@ -233,6 +300,31 @@ impl IntakePayload {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durability_answers_once_every_report_is_in() {
+        let (d, mut rx) = Durability::new();
+        d.expect_one();
+        d.expect_one();
+        d.settle(true);
+        d.settle(true);
+        assert_eq!(rx.try_recv().unwrap(), None, "the creator still holds it");
+        d.settle(true);
+        assert_eq!(rx.try_recv().unwrap(), Some(true));
+
+        let (d, mut rx) = Durability::new();
+        d.expect_one();
+        d.settle(false);
+        d.settle(true);
+        assert_eq!(rx.try_recv().unwrap(), Some(false), "one part not durable");
+
+        // A sink that never reports (its item dropped unhandled): not durable.
+        let (d, mut rx) = Durability::new();
+        d.expect_one();
+        d.settle(true);
+        drop(d);
+        assert_eq!(rx.try_recv().unwrap(), Some(false));
+    }
 
     #[test]
     fn endpoints_round_trip_their_paths() {

@@ -93,11 +93,17 @@ pub enum HttpRefusal {
     ShuttingDown,
     /// The body could not be read (the client went away mid-body).
     BodyRead,
+    /// A `durable = true` payload a sink could not make durable (503; it may still arrive:
+    /// at-least-once).
+    NotDurable,
+    /// A `durable = true` payload not durable within `durable_timeout` (503; it may still
+    /// arrive: at-least-once).
+    DurableTimeout,
 }
 
 impl HttpRefusal {
     /// Number of reasons.
-    pub const COUNT: usize = 13;
+    pub const COUNT: usize = 15;
     /// Every reason, in index order.
     pub const ALL: [HttpRefusal; Self::COUNT] = [
         HttpRefusal::Forbidden,
@@ -113,6 +119,8 @@ impl HttpRefusal {
         HttpRefusal::QueueFull,
         HttpRefusal::ShuttingDown,
         HttpRefusal::BodyRead,
+        HttpRefusal::NotDurable,
+        HttpRefusal::DurableTimeout,
     ];
 
     /// Index into counter arrays.
@@ -136,6 +144,8 @@ impl HttpRefusal {
             HttpRefusal::QueueFull => "queue_full",
             HttpRefusal::ShuttingDown => "shutting_down",
             HttpRefusal::BodyRead => "body_read",
+            HttpRefusal::NotDurable => "not_durable",
+            HttpRefusal::DurableTimeout => "durable_timeout",
         }
     }
 
@@ -150,7 +160,10 @@ impl HttpRefusal {
             HttpRefusal::UnsupportedMediaType | HttpRefusal::UnsupportedEncoding => 415,
             HttpRefusal::CorruptBody | HttpRefusal::InvalidBody | HttpRefusal::BodyRead => 400,
             HttpRefusal::Overloaded => 429,
-            HttpRefusal::QueueFull | HttpRefusal::ShuttingDown => 503,
+            HttpRefusal::QueueFull
+            | HttpRefusal::ShuttingDown
+            | HttpRefusal::NotDurable
+            | HttpRefusal::DurableTimeout => 503,
         }
     }
 }
@@ -280,6 +293,9 @@ pub struct HttpCounters {
     /// Empty bodies (the Agent's keep-alive), answered 202 and not forwarded
     /// (`switchyard_http_empty_bodies_total`).
     pub empty_bodies: u64,
+    /// Payloads of `durable = true` routes answered 202 once durable
+    /// (`switchyard_http_durable_payloads_total`).
+    pub durable_payloads: u64,
     /// `GET /api/v1/validate` requests (`switchyard_http_validate_total`).
     pub validate: u64,
     /// Connections accepted (`switchyard_http_connections_total{result="accepted"}`).
@@ -333,6 +349,7 @@ impl HttpCounters {
             *a += b;
         }
         self.empty_bodies += o.empty_bodies;
+        self.durable_payloads += o.durable_payloads;
         self.validate += o.validate;
         self.connections_accepted += o.connections_accepted;
         self.connections_rejected += o.connections_rejected;

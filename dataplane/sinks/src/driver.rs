@@ -38,7 +38,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use switchyard_core::config::{Config, SinkConfig, SinkKind};
-use switchyard_core::egress::Egress;
+use switchyard_core::egress::{Durability, Egress};
 
 /// Retry policy of the driver.
 #[derive(Debug, Clone, Copy)]
@@ -535,6 +535,13 @@ impl Worker {
                 None => sink.handle(&item, &ctx),
                 Some(spool) => handle_spilling(&mut sink, &item, &ctx, spool),
             }
+            // A payload of a durable route: report whether this sink made it durable (with
+            // the items taken together, which share the tally).
+            let durable = ctx.tally.durable();
+            settle(&item, durable);
+            for d in ctx.taken_durable.take() {
+                d.settle(durable);
+            }
             // The payload bytes of every item handled together (the sink may have taken more
             // with `Ctx::next_item`), split over their values together.
             let bytes = payload_bytes(&item) + ctx.extra_bytes.take();
@@ -613,6 +620,7 @@ impl Spiller {
                     count_received(&self.stats, &item);
                     ctx.begin_item();
                     spool::spill(&mut self.spool, &item, item.points(), &ctx);
+                    settle(&item, ctx.tally.durable());
                     let bytes = payload_bytes(&item);
                     if bytes > 0 {
                         ctx.tally.split_bytes(bytes, &self.stats);
@@ -652,6 +660,15 @@ fn handle_spilling(sink: &mut AnySink, item: &Egress, ctx: &Ctx<'_>, spool: &mut
     }
     // The whole item goes to the spool (a part the vendor took may be delivered twice).
     spool::spill(spool, item, failed, ctx);
+}
+
+/// Reports to a payload of a `durable = true` route whether this sink made it durable.
+fn settle(item: &Egress, durable: bool) {
+    if let Egress::Payload(p) = item {
+        if let Some(d) = &p.durable {
+            d.settle(durable);
+        }
+    }
 }
 
 /// Counts an item taken off the queue as received.
@@ -699,6 +716,8 @@ pub struct Ctx<'a> {
     /// worker spools them, a stream worker delivers them again ([`Ctx::redelivering`]).
     defer_retryable: bool,
     deferred: Cell<u64>,
+    /// The durable-route reports owed for the items taken with [`Ctx::next_item`].
+    taken_durable: std::cell::RefCell<Vec<Arc<Durability>>>,
 }
 
 /// Values of the current item delivered and dropped by reason.
@@ -709,6 +728,21 @@ struct Tally {
 }
 
 impl Tally {
+    /// Whether every value is durable: none dropped for a reason a later attempt could fix
+    /// (`retries_exhausted`, `shutdown`, `spool_full`) or for an error of the sink
+    /// (`fatal`). Values spilled are durable; values dropped for good (`rejected`,
+    /// `translation`, `unsupported`...) are settled: a client's retry could not change them.
+    fn durable(&self) -> bool {
+        [
+            DropReason::RetriesExhausted,
+            DropReason::Shutdown,
+            DropReason::SpoolFull,
+            DropReason::Fatal,
+        ]
+        .iter()
+        .all(|r| self.dropped.get(*r as usize).is_none_or(|c| c.get() == 0))
+    }
+
     fn reset(&self) {
         self.delivered.set(0);
         for d in &self.dropped {
@@ -786,6 +820,7 @@ impl<'a> Ctx<'a> {
             extra_bytes: Cell::new(0),
             defer_retryable: false,
             deferred: Cell::new(0),
+            taken_durable: std::cell::RefCell::new(Vec::new()),
         }
     }
 
@@ -854,6 +889,11 @@ impl Ctx<'_> {
         count_received(self.stats, &item);
         self.extra_bytes
             .set(self.extra_bytes.get() + payload_bytes(&item));
+        if let Egress::Payload(p) = &item {
+            if let Some(d) = &p.durable {
+                self.taken_durable.borrow_mut().push(d.clone());
+            }
+        }
         Some(item)
     }
 

@@ -16,6 +16,7 @@ mod e2e {
     mod clients;
     mod control;
     mod deploy;
+    mod durable;
     mod hostile_input;
     mod http;
     mod input;

@@ -178,6 +178,7 @@ pub fn accept_body_with(
         api_key,
         series,
         points,
+        durable: None,
     })
 }
 

@@ -65,6 +65,7 @@ pub(crate) struct Rule {
     pub(crate) salt: u64,
     pub(crate) drop: bool,
     pub(crate) is_final: bool,
+    pub(crate) durable: bool,
     pub(crate) rename: Option<(Box<str>, Box<str>)>,
     pub(crate) remove_tags: Vec<Box<str>>,
     pub(crate) rename_tags: Vec<(Box<str>, Box<str>)>,
@@ -488,6 +489,12 @@ fn compile_rule(
         if r.sample.is_some() {
             return Err(e("sample", "a drop rule takes no sample".into()));
         }
+        if r.durable {
+            return Err(e(
+                "durable",
+                "a drop rule sends nowhere: nothing can be made durable".into(),
+            ));
+        }
     } else if r.to.is_empty() {
         return Err(e(
             "to",
@@ -556,6 +563,7 @@ fn compile_rule(
         salt: xxhash_rust::xxh3::xxh3_64(r.name.as_bytes()),
         drop: r.drop,
         is_final: r.is_final,
+        durable: r.durable,
         rename: r
             .rename
             .as_ref()

@@ -23,6 +23,9 @@ pub struct Decision {
     pub dropped_from: SinkSet,
     /// Whether [`CompiledRoutes::rewrite`] changes the name or tags.
     pub rewrites: bool,
+    /// Whether a `durable = true` rule sends the series somewhere: an HTTP payload holding
+    /// it is answered only once it is durable at every sink it is queued for.
+    pub durable: bool,
     /// Rules that applied (matched, and in their sample), in table order: per-route
     /// counters. Inline up to four.
     pub matched: SmallVec<[u32; 4]>,
@@ -139,6 +142,7 @@ impl CompiledRoutes {
             }
             d.sinks = d.sinks.union(rule.sinks);
             d.rewrites |= rule.rewrites();
+            d.durable |= rule.durable;
             if rule.is_final {
                 break;
             }
@@ -148,6 +152,7 @@ impl CompiledRoutes {
             d.sinks = SinkSet::EMPTY;
             d.sampled_out = SinkSet::EMPTY;
             d.rewrites = false;
+            d.durable = false;
         } else {
             d.sampled_out = d.sampled_out.minus(d.sinks);
         }

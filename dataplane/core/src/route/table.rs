@@ -59,6 +59,12 @@ pub struct RouteConfig {
     /// Stop evaluating later rules once this one applies.
     #[serde(default, rename = "final", skip_serializing_if = "is_false")]
     pub is_final: bool,
+    /// An HTTP payload holding a series this rule sends somewhere is answered `202` only
+    /// once every sink it is queued for made it durable (delivered, written to its spool,
+    /// or to its stream); else `503` with `Retry-After` (`[http] durable_timeout`). The
+    /// default (`false`) answers once queued. Statsd input is unaffected (UDP has no answer).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub durable: bool,
     /// Replace a name prefix: `rename = { prefix = "old.", to = "new." }`. Applies to the
     /// series as every sink sees it, when the name starts with `prefix`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -31,7 +31,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchyard_core::config::HttpConfig;
-use switchyard_core::egress::{ApiKey, Egress, Endpoint, IntakePayload};
+use switchyard_core::egress::{ApiKey, Durability, Egress, Endpoint, IntakePayload};
 use switchyard_core::encode::datadog_series::write_dd_series;
 use switchyard_core::intake::accept::{
     accept_body_with, for_each_stored_series, BodyLimits, IntakeScratch,
@@ -60,6 +60,8 @@ pub struct HttpSettings {
     pub max_inflight_bytes: usize,
     /// `Retry-After` seconds.
     pub retry_after_secs: u32,
+    /// How long a payload of a `durable = true` route waits to be durable.
+    pub durable_timeout: Duration,
 }
 
 impl From<&HttpConfig> for HttpSettings {
@@ -73,6 +75,7 @@ impl From<&HttpConfig> for HttpSettings {
             max_decompressed_bytes: c.max_decompressed_bytes,
             max_inflight_bytes: c.max_inflight_bytes,
             retry_after_secs: c.retry_after_secs,
+            durable_timeout: c.durable_timeout,
         }
     }
 }
@@ -325,6 +328,7 @@ async fn intake(
         read_body(req.into_body(), &mut buf, limits.compressed),
     )
     .await;
+    let mut durable_wait = None;
     let resp = match read {
         Err(_) => refusal(
             ctx,
@@ -350,7 +354,7 @@ async fn intake(
             st.borrow_mut().counters.http.empty_bodies += 1;
             json(202, ep.success_body())
         }
-        Ok(BodyRead::Complete) => accept(ctx, st, ep, encoding, &mut buf, key),
+        Ok(BodyRead::Complete) => accept(ctx, st, ep, encoding, &mut buf, key, &mut durable_wait),
     };
     // Keep the buffer for the connection's next request unless it grew large: idle
     // keep-alive connections (up to max_connections) must not pin big buffers.
@@ -359,7 +363,44 @@ async fn intake(
     }
     drop(reservation);
     st.borrow_mut().counters.http.inflight_bytes = ctx.inflight.get() as u64;
-    resp
+    match durable_wait {
+        Some(wait) => answer_when_durable(ctx, st, resp, wait).await,
+        None => resp,
+    }
+}
+
+/// Answers `resp` once the payload is durable at every sink it was queued for (a
+/// `durable = true` route), or 503 with `Retry-After` when a sink could not make it durable
+/// or `durable_timeout` passed (the payload may still arrive: the client's retry can
+/// duplicate it, at-least-once).
+async fn answer_when_durable(
+    ctx: &HttpContext,
+    st: &RefCell<ShardState>,
+    resp: Resp,
+    wait: futures_channel::oneshot::Receiver<bool>,
+) -> Resp {
+    let outcome = glommio::timer::timeout(ctx.settings.durable_timeout, async {
+        Ok(wait.await.unwrap_or(false))
+    })
+    .await;
+    match outcome {
+        Ok(true) => {
+            st.borrow_mut().counters.http.durable_payloads += 1;
+            resp
+        }
+        Ok(false) => refusal(
+            ctx,
+            st,
+            HttpRefusal::NotDurable,
+            "A destination could not keep the payload: retry later",
+        ),
+        Err(_) => refusal(
+            ctx,
+            st,
+            HttpRefusal::DurableTimeout,
+            "The payload was not durable in time: retry later",
+        ),
+    }
 }
 
 /// How a body read ended.
@@ -399,6 +440,7 @@ fn accept(
     encoding: Encoding,
     buf: &mut [u8],
     key: String,
+    durable_wait: &mut Option<futures_channel::oneshot::Receiver<bool>>,
 ) -> Resp {
     let limits = BodyLimits::for_endpoint(
         ep,
@@ -458,7 +500,24 @@ fn accept(
         Endpoint::SeriesV1 | Endpoint::SeriesV2 | Endpoint::DistributionPoints => items.len(),
         Endpoint::CheckRun | Endpoint::Events => 0,
     };
-    let sends = match plan_sends(ctx, st, ep, input, payload, &mut items) {
+    // A payload holding a series a `durable = true` route sends somewhere is answered once
+    // every sink it is queued for reported it durable.
+    let durable = {
+        let s = st.borrow();
+        items
+            .iter()
+            .any(|(d, ..)| s.router.decision(*d).is_some_and(|d| d.durable))
+    };
+    let durability = durable.then(Durability::new);
+    let sends = match plan_sends(
+        ctx,
+        st,
+        ep,
+        input,
+        payload,
+        &mut items,
+        durability.as_ref().map(|d| &d.0),
+    ) {
         Ok(s) => s,
         Err(e) => return refusal(ctx, st, HttpRefusal::CorruptBody, &e.to_string()),
     };
@@ -505,6 +564,9 @@ fn accept(
                     sink.release(*bytes);
                     continue;
                 };
+                if let Some((d, _)) = &durability {
+                    d.expect_one();
+                }
                 match sink.tx.try_send(unit.clone()) {
                     Ok(()) => {
                         sc.batches_enqueued += 1;
@@ -560,6 +622,12 @@ fn accept(
     e.points += points;
     e.wire_bytes += wire;
     e.decoded_bytes += decoded;
+    drop(s);
+    if let Some((d, rx)) = durability {
+        // Everything is queued: release the intake's own hold.
+        d.settle(true);
+        *durable_wait = Some(rx);
+    }
     json(202, ep.success_body())
 }
 
@@ -581,8 +649,9 @@ fn plan_sends(
     st: &RefCell<ShardState>,
     ep: Endpoint,
     input: Input<'_>,
-    payload: IntakePayload,
+    mut payload: IntakePayload,
     items: &mut Vec<(u32, u64, u64)>,
+    durable: Option<&Arc<Durability>>,
 ) -> Result<Vec<Send>, BodyError> {
     let mut guard = st.borrow_mut();
     let router = &mut guard.router;
@@ -612,6 +681,7 @@ fn plan_sends(
             return Ok(Vec::new());
         }
         let (bytes, points) = (payload.body.bytes.len() as u64, payload.points);
+        payload.durable = durable.cloned();
         return Ok(vec![(
             first,
             Egress::Payload(Arc::new(payload)),
@@ -680,8 +750,9 @@ fn plan_sends(
         .map(|mut g| {
             g.body.extend_from_slice(b"]}");
             let bytes = g.body.len() as u64;
-            let p =
+            let mut p =
                 IntakePayload::json(Endpoint::SeriesV1, g.body, key.clone(), g.series, g.points);
+            p.durable = durable.cloned();
             (g.set, Egress::Payload(Arc::new(p)), bytes, g.points)
         })
         .collect())
