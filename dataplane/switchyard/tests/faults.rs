@@ -13,5 +13,7 @@
 mod harness;
 
 mod faults {
+    #[cfg(feature = "kafka")]
+    mod kafka;
     mod vendor;
 }
