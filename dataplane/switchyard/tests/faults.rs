@@ -1,8 +1,17 @@
-//! Fault injection: the real `switchyard` binary on loopback against a vendor (`loadgen
-//! vendor`) that fails in scripted ways, checking that what was accepted ends where
-//! `docs/GUARANTEES.md` says and that the ledger balances. Spill and restart faults are in
-//! the `e2e` target (`e2e::spill`); Kinesis partial failures and throttling in
-//! `switchyard-sinks` and `switchyard-workers` (wire-level fakes).
+//! Fault injection: the real `switchyard` binary on loopback against destinations that fail
+//! in scripted ways, checking that what was accepted ends where `docs/GUARANTEES.md` says and
+//! that the ledger balances:
+//! - `vendor`: a `loadgen vendor` answering 500s, 429s, 400s and slowly, in turns;
+//! - `slow`: a vendor taking 5 s per request (the backlog spills, the intake keeps accepting);
+//! - `disk`: the vendor down and the spool full (`spill_max_bytes`): the intake pushes back;
+//! - `kafka` (cargo feature `kafka`): a tansu broker of the test's own (not the shared one on
+//!   :9092; the binary `.ci/servers/tansu.sh` installs, or `TANSU_BIN`) killed and restarted
+//!   under statsd and HTTP load;
+//! - `kinesis`: the wire-level fake (`switchyard_testkit::kinesis_fake`) throttling and
+//!   failing single entries and whole calls.
+//!
+//! Spill and restart faults are in the `e2e` target (`e2e::spill`); the sinks' and workers'
+//! own fault tests in `switchyard-sinks` and `switchyard-workers`.
 
 // Test support code outside #[test] functions: failing loudly is the point.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -14,6 +23,9 @@ mod harness;
 
 mod faults {
     mod disk;
+    #[cfg(feature = "kafka")]
+    mod kafka;
+    mod kinesis;
     mod slow;
     mod vendor;
 }

@@ -8,7 +8,10 @@
 //! `PutRecords` calls were answered the parent is open and takes every record; from then on
 //! it is closed and every entry goes to the child whose range holds its `ExplicitHashKey`
 //! (`split_at = 0`, the default: the children from the start). Each entry is answered by
-//! `decide(call, entry)` and recorded as it arrived ([`Arrival`]).
+//! `decide(call, entry)` and recorded as it arrived ([`Arrival`]). Whole calls can fail
+//! before any entry is looked at: the first `fail_first_calls` with HTTP 500, then each
+//! request `decide_call` scripts ([`CallOutcome`]: 500 `InternalFailure` or 400
+//! `ProvisionedThroughputExceededException`).
 //!
 //! Metrics: none.
 
@@ -46,6 +49,21 @@ pub enum Outcome {
     /// `InternalFailure`.
     Internal,
 }
+
+/// What the fake answers to a whole `PutRecords` request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallOutcome {
+    /// Answered entry by entry ([`Decide`]).
+    Answer,
+    /// HTTP 500 `InternalFailure`.
+    Internal,
+    /// HTTP 400 `ProvisionedThroughputExceededException` (the whole call throttled).
+    Throttle,
+}
+
+/// Scripts whole requests: `request -> outcome`, requests counting from 0 over every
+/// `PutRecords` received after the `fail_first_calls` ones (failed ones included).
+pub type DecideCall = dyn Fn(usize) -> CallOutcome + Send + Sync;
 
 /// Scripts each entry: `(call, entry index) -> outcome`; calls count from 0 over the
 /// answered (not whole-call failed) `PutRecords`.
@@ -105,6 +123,7 @@ pub struct Builder {
     split_at: usize,
     keep_data: bool,
     decide: Arc<Decide>,
+    decide_call: Option<Arc<DecideCall>>,
     annotate: Option<Arc<Annotate>>,
 }
 
@@ -129,6 +148,7 @@ pub fn kinesis_fake() -> Builder {
         split_at: 0,
         keep_data: true,
         decide: Arc::new(|_, _| Outcome::Ok),
+        decide_call: None,
         annotate: None,
     }
 }
@@ -162,6 +182,11 @@ impl Builder {
     /// Scripts each entry's outcome.
     pub fn decide(mut self, d: impl Fn(usize, usize) -> Outcome + Send + Sync + 'static) -> Self {
         self.decide = Arc::new(d);
+        self
+    }
+    /// Scripts whole requests (after the `fail_first_calls` ones).
+    pub fn decide_call(mut self, d: impl Fn(usize) -> CallOutcome + Send + Sync + 'static) -> Self {
+        self.decide_call = Some(Arc::new(d));
         self
     }
     /// Computes [`Arrival::note`] from each entry's base64 data.
@@ -202,6 +227,7 @@ impl Builder {
 #[derive(Debug, Default)]
 struct Counters {
     failed: usize,
+    requests: usize,
     answered: usize,
 }
 
@@ -338,6 +364,24 @@ fn put_records(req: &Value, st: &State, split: bool) -> (u16, Value) {
             500,
             json!({"__type": "InternalFailure", "message": "scripted"}),
         );
+    }
+    let request = counters.requests;
+    counters.requests += 1;
+    match st.opts.decide_call.as_ref().map(|d| d(request)) {
+        None | Some(CallOutcome::Answer) => {}
+        Some(CallOutcome::Internal) => {
+            return (
+                500,
+                json!({"__type": "InternalFailure", "message": "scripted"}),
+            )
+        }
+        Some(CallOutcome::Throttle) => {
+            return (
+                400,
+                json!({"__type": "ProvisionedThroughputExceededException",
+                    "message": "Rate exceeded for stream fake (scripted)"}),
+            )
+        }
     }
     let call = counters.answered;
     counters.answered += 1;

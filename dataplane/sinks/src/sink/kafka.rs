@@ -10,7 +10,9 @@
 //! partition with the key `p<partition>`. All records of an item are handed to librdkafka
 //! first, then each one's delivery report is awaited: a delivered record counts its points as
 //! delivered; a failed one is sent again by the driver's retry loop (`max_retries`), then
-//! dropped (`retries_exhausted`); a record the broker can never take (too large, not
+//! dropped (`retries_exhausted`), by a new producer when the old one failed fatally or its
+//! record timed out (a broker restarted without its data never takes the old producer id
+//! again); a record the broker can never take (too large, not
 //! authorized) is dropped as `fatal`. The partition count is read from the topic's metadata
 //! and refreshed every [`PARTITIONS_REFRESH`].
 //!
@@ -30,7 +32,7 @@ use std::time::{Duration, Instant};
 use switchyard_core::config::{BatchEncoding, Compression, KafkaSettings};
 use switchyard_core::egress::{Egress, Endpoint, IntakePayload};
 use switchyard_core::translate::TranslateConfig;
-use switchyard_kafka::{Error as KafkaError, Pending, Producer, ProducerConfig};
+use switchyard_kafka::{Error as KafkaError, Pending, Producer, ProducerConfig, RDKafkaErrorCode};
 use switchyard_stream::batch::partition_key;
 use switchyard_stream::{envelope, kpl, Encoding, StreamBatch, StreamEncoder};
 
@@ -284,17 +286,18 @@ impl KafkaSink {
             .map(|o| Some(send(producer, topic, o)))
             .collect();
         for (o, first) in self.out.iter().zip(pending.iter_mut()) {
+            let mut timed_out = false;
             ctx.deliver(o.points, o.raw, || {
                 let sent = match first.take() {
                     Some(p) => p,
                     None => {
-                        renew_if_fatal(producer, ctx);
+                        renew_if_stuck(producer, timed_out, ctx);
                         send(producer, topic, o)
                     }
                 };
-                sent.and_then(Pending::wait)
-                    .map(|_| o.record.len() as u64)
-                    .map_err(sink_error)
+                let r = sent.and_then(Pending::wait);
+                timed_out = matches!(&r, Err(e) if is_timeout(e));
+                r.map(|_| o.record.len() as u64).map_err(sink_error)
             });
         }
     }
@@ -305,10 +308,26 @@ fn send(producer: &Producer, topic: &str, o: &Outgoing) -> Result<Pending, Kafka
     producer.send(topic, Some(o.partition), key.as_bytes(), &o.record)
 }
 
-/// A producer in a fatal state (its idempotence sequence lost) is replaced before a resend.
-fn renew_if_fatal(producer: &mut Producer, ctx: &Ctx<'_>) {
-    if let Some(why) = producer.fatal_error() {
-        tracing::error!(sink = ctx.name, error = %why, "kafka producer failed fatally: recreating it");
+/// Whether a record timed out (librdkafka's `message.timeout.ms`, or no report at all).
+fn is_timeout(e: &KafkaError) -> bool {
+    match e {
+        KafkaError::Timeout(_) => true,
+        KafkaError::Kafka(k) => k.rdkafka_error_code() == Some(RDKafkaErrorCode::MessageTimedOut),
+        _ => false,
+    }
+}
+
+/// A producer is replaced before a resend when it is in a fatal state (its idempotence
+/// sequence lost) or its last record timed out: a broker restarted without its data (tansu
+/// with memory storage) no longer knows the producer id and answers `UnknownProducerId` to
+/// every retry of the old producer, which never recovers; a new one registers afresh.
+/// Replacing purges the old producer's queue: its records fail and are resent (at least once).
+fn renew_if_stuck(producer: &mut Producer, timed_out: bool, ctx: &Ctx<'_>) {
+    let why = producer
+        .fatal_error()
+        .or_else(|| timed_out.then(|| "a record timed out".to_owned()));
+    if let Some(why) = why {
+        tracing::error!(sink = ctx.name, error = %why, "kafka producer failed: recreating it");
         match Producer::new(producer.config().clone()) {
             Ok(p) => *producer = p,
             Err(e) => tracing::error!(sink = ctx.name, error = %e, "kafka producer not recreated"),
