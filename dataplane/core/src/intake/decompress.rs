@@ -262,7 +262,9 @@ impl BodyDecoder {
     }
 
     /// Decodes `body` as LZ4 frames (magic `04 22 4d 18`; gostatsd's `Content-Encoding:
-    /// lz4`), streamed through `Read::take(limit + 1)` like zstd.
+    /// lz4`), streamed through `Read::take(limit + 1)` like zstd. `lz4_flex` allocates and
+    /// zero-fills the frame's block buffer (up to the 4 MiB block size gostatsd's writer
+    /// declares) on every call; it is not reused across bodies.
     ///
     /// # Errors
     /// [`BodyError::TooLarge`] past the limit, [`BodyError::Corrupt`] (encoding `lz4`) for a

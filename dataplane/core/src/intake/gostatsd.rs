@@ -593,8 +593,12 @@ mod tests {
                 "{enc:?} {body:?}: {e}"
             );
         }
-        // An empty message is valid.
+        // An empty message is valid; so is an empty body read as LZ4 (no frame at all).
         assert_eq!(d.decode_raw(None, b"").unwrap(), RawMessageV2::default());
+        assert_eq!(
+            d.decode_raw(Some("lz4"), b"").unwrap(),
+            RawMessageV2::default()
+        );
     }
 
     #[test]
