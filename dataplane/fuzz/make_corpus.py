@@ -6,6 +6,8 @@ client libraries, see ../shared/reference/captures/README.md), in file order.
 http_json: seed-<capture> is the (decompressed) JSON body of every `*.http` capture.
 inflate: seed-<file> is every compressed request body captured (`*.raw-body.*`) and a few plain
 bodies; built-* are streams made here with Python's zlib (bombs, multi-member, raw deflate).
+gostatsd_raw: seed-<file> is every gostatsd forwarder body (`gostatsd/*.body.bin`, as sent) and
+its protobuf (`gostatsd/*.pb`).
 edge-* in each: hand-written edge cases.
 Run from anywhere: `python3 dataplane/fuzz/make_corpus.py [CAPTURES_DIR]`.
 """
@@ -168,6 +170,15 @@ def main():
     write_all(out, plain)
     write_all(out, inflate_edge_cases())
     print(f"{len(raw) + len(plain)} capture seeds and {len(inflate_edge_cases())} built/edge cases in {out}")
+
+    gostatsd = captures / "gostatsd"
+    # Each request body as sent (any Content-Encoding) and as protobuf; the target tries
+    # every encoding on every seed.
+    seeds = {f"seed-{p.name}": p.read_bytes() for p in sorted(gostatsd.glob("*.body.bin"))}
+    seeds.update({f"seed-{p.name}": p.read_bytes() for p in sorted(gostatsd.glob("*.pb"))})
+    out = HERE / "corpus" / "gostatsd_raw"
+    write_all(out, seeds)
+    print(f"{len(seeds)} capture seeds in {out}")
 
 
 if __name__ == "__main__":

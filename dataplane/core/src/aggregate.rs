@@ -16,7 +16,7 @@ pub mod key;
 pub mod store;
 pub mod timer;
 
-pub use interval::{GaugeDialect, IntervalAggregator, LineContext, Partials};
+pub use interval::{Consolidated, GaugeDialect, IntervalAggregator, LineContext, Partials};
 pub use key::{HostSource, KeyBuilder, SeriesId, SeriesKey};
 pub use store::{FlushStats, OwnerStore, Percentile};
 

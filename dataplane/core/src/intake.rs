@@ -17,12 +17,15 @@
 //!   [`DdSeries`](crate::translate::DdSeries) so one translator serves both.
 //! - [`check_run`], [`events`], [`distribution_points`]: the other intake endpoints,
 //!   validated and viewed in place.
+//! - [`gostatsd`]: gostatsd forwarders' `/v2/raw` and `/v2/event` protobuf bodies (zlib,
+//!   lz4 or none), and their series as aggregator input.
 
 pub mod accept;
 pub mod check_run;
 pub mod decompress;
 pub mod distribution_points;
 pub mod events;
+pub mod gostatsd;
 pub mod json;
 pub mod series_v1;
 pub mod series_v2;

@@ -91,6 +91,26 @@ pub struct LineContext<'a> {
     pub scope: u8,
 }
 
+/// A series value already consolidated by a forwarder (gostatsd's `/v2/raw`), folded in as
+/// is: nothing is scaled by a sample rate again.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Consolidated<'a> {
+    /// A count with sample rates already applied; added to the interval's sum.
+    Counter(f64),
+    /// A gauge's current value; set, as an absolute value seen at `now_ns`.
+    Gauge(f64),
+    /// Raw timer values and their sample-rate-scaled count (which need not equal the number
+    /// of values: gostatsd counts a packed line once).
+    Timer {
+        /// Raw values.
+        values: &'a [f64],
+        /// Sum of `1/rate` over the samples.
+        sampled_count: f64,
+    },
+    /// Distinct set members.
+    Set(&'a [String]),
+}
+
 /// The shard-local aggregator for the current interval.
 #[derive(Debug)]
 pub struct IntervalAggregator {
@@ -213,6 +233,74 @@ impl IntervalAggregator {
                 let keys = &self.keys;
                 let s = slot(&mut self.sets, keys, id, n, max)?;
                 s.members.insert(member);
+            }
+        }
+        Ok(())
+    }
+
+    /// Folds one consolidated series value (from a forwarder) into the interval's partials.
+    /// `tags` is a comma-separated tag list, canonicalised like a line's; `cx.dialect` is not
+    /// used. Counters add, gauges set, timers append their values and add their count, sets
+    /// add their members: exactly what the lines the forwarder consolidated would have done
+    /// here, up to the forwarder's own rounding.
+    ///
+    /// # Errors
+    /// [`LineError::NonFiniteValue`] for a NaN or infinite value or count,
+    /// [`LineError::InvalidValue`] for a negative timer count, and the errors of
+    /// [`IntervalAggregator::ingest`]; the value is then not applied at all.
+    pub fn ingest_consolidated(
+        &mut self,
+        name: &str,
+        tags: &str,
+        value: Consolidated<'_>,
+        cx: LineContext<'_>,
+    ) -> Result<(), LineError> {
+        if name.is_empty() {
+            return Err(LineError::EmptyName);
+        }
+        match value {
+            Consolidated::Counter(v) | Consolidated::Gauge(v) if !v.is_finite() => {
+                return Err(LineError::NonFiniteValue)
+            }
+            Consolidated::Timer {
+                values,
+                sampled_count,
+            } => {
+                if !sampled_count.is_finite() || values.iter().any(|v| !v.is_finite()) {
+                    return Err(LineError::NonFiniteValue);
+                }
+                if sampled_count < 0.0 {
+                    return Err(LineError::InvalidValue);
+                }
+                if self.timer_values.saturating_add(values.len()) > self.max_timer_values {
+                    return Err(LineError::TimerValuesLimit);
+                }
+            }
+            _ => {}
+        }
+        let id = self.keys.build_scoped(name, tags, cx.host, cx.scope)?;
+        let (keys, n, max) = (&self.keys, &mut self.series, self.max_series);
+        match value {
+            Consolidated::Counter(v) => *slot(&mut self.counters, keys, id, n, max)? += v,
+            Consolidated::Gauge(v) => {
+                let g = slot(&mut self.gauges, keys, id, n, max)?;
+                g.abs = Some(v);
+                g.abs_at = cx.now_ns;
+                g.delta = 0.0;
+            }
+            Consolidated::Timer {
+                values,
+                sampled_count,
+            } => {
+                let t = slot(&mut self.timers, keys, id, n, max)?;
+                self.timer_values += values.len();
+                t.values.extend_from_slice(values);
+                t.sampled_count += sampled_count;
+            }
+            Consolidated::Set(members) => {
+                let s = slot(&mut self.sets, keys, id, n, max)?;
+                s.members
+                    .extend(members.iter().map(|m| keys.hash_member(m)));
             }
         }
         Ok(())
@@ -349,6 +437,101 @@ mod tests {
         );
         let _ = a.drain_by_owner(1);
         feed(&mut a, "t:1:2|ms", GaugeDialect::Dogstatsd).unwrap();
+    }
+
+    #[test]
+    fn consolidated_values_fold_like_the_lines_they_stand_for() {
+        let mut lines = IntervalAggregator::new(1, 64, 100, 100);
+        for l in [
+            "c:2|c|@0.5",
+            "g:1|g",
+            "g:-2|g",
+            "t:1|ms",
+            "t:2|ms|@0.5",
+            "s:a|s",
+            "s:b|s",
+        ] {
+            feed(&mut lines, l, GaugeDialect::Dogstatsd).unwrap();
+        }
+        let mut cons = IntervalAggregator::new(1, 64, 100, 100);
+        let members = ["b".to_string(), "a".to_string()];
+        for (name, v) in [
+            ("c", Consolidated::Counter(4.0)),
+            ("g", Consolidated::Gauge(-2.0)),
+            (
+                "t",
+                Consolidated::Timer {
+                    values: &[1.0, 2.0],
+                    sampled_count: 3.0,
+                },
+            ),
+            ("s", Consolidated::Set(&members)),
+        ] {
+            cons.ingest_consolidated(name, "", v, cx(GaugeDialect::Dogstatsd))
+                .unwrap();
+        }
+        let (a, b) = (
+            lines.drain_by_owner(1).pop().unwrap(),
+            cons.drain_by_owner(1).pop().unwrap(),
+        );
+        assert_eq!(a.counters[0].val, b.counters[0].val);
+        assert_eq!(a.counters[0].key, b.counters[0].key);
+        assert_eq!(a.gauges[0].val, b.gauges[0].val);
+        assert_eq!(a.timers[0].val, b.timers[0].val);
+        assert_eq!(a.sets[0].val, b.sets[0].val);
+    }
+
+    #[test]
+    fn consolidated_values_are_validated_and_capped() {
+        let mut a = IntervalAggregator::new(1, 2, 100, 3);
+        let c = cx(GaugeDialect::Dogstatsd);
+        let timer = |values: &'static [f64], sampled_count| Consolidated::Timer {
+            values,
+            sampled_count,
+        };
+        for (name, tags, v, want) in [
+            (
+                "g",
+                "",
+                Consolidated::Gauge(f64::INFINITY),
+                LineError::NonFiniteValue,
+            ),
+            (
+                "c",
+                "",
+                Consolidated::Counter(f64::NAN),
+                LineError::NonFiniteValue,
+            ),
+            ("t", "", timer(&[f64::NAN], 1.0), LineError::NonFiniteValue),
+            (
+                "t",
+                "",
+                timer(&[1.0], f64::INFINITY),
+                LineError::NonFiniteValue,
+            ),
+            ("t", "", timer(&[1.0], -1.0), LineError::InvalidValue),
+            ("t", "", timer(&[1.0; 4], 4.0), LineError::TimerValuesLimit),
+            (
+                "c",
+                "a,b,c",
+                Consolidated::Counter(1.0),
+                LineError::TooManyTags,
+            ),
+            ("", "", Consolidated::Counter(1.0), LineError::EmptyName),
+        ] {
+            assert_eq!(
+                a.ingest_consolidated(name, tags, v, c),
+                Err(want),
+                "{name} {v:?}"
+            );
+        }
+        assert_eq!(a.series(), 0);
+        a.ingest_consolidated("t", "", timer(&[1.0; 3], 1.0), c)
+            .unwrap();
+        assert_eq!(
+            a.ingest_consolidated("t", "", timer(&[1.0], 1.0), c),
+            Err(LineError::TimerValuesLimit)
+        );
     }
 
     #[test]

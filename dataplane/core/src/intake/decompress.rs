@@ -239,6 +239,58 @@ impl BodyDecoder {
         r
     }
 
+    /// Decodes `body` as exactly one zlib stream (RFC 1950), with no raw-deflate fallback:
+    /// what gostatsd's receiver accepts as `Content-Encoding: deflate` (an empty body or
+    /// raw deflate is [`BodyError::Corrupt`]). Bytes after the stream's trailer are ignored,
+    /// as Go's `compress/zlib` reader does.
+    ///
+    /// # Errors
+    /// [`BodyError::TooLarge`] past the limit, [`BodyError::Corrupt`] for a bad stream.
+    pub fn decode_zlib(&mut self, body: &[u8]) -> Result<&mut [u8], BodyError> {
+        let guess = body.len().saturating_mul(self.ratio).max(MIN_GUESS);
+        let n = inflate(
+            &mut self.inflater,
+            &mut self.out,
+            body,
+            guess,
+            self.limit,
+            "deflate",
+            Decompressor::zlib_decompress,
+        )?;
+        self.ratio = (n.div_ceil(body.len().max(1)) + 1).clamp(FIRST_RATIO, MAX_RATIO);
+        Ok(&mut self.out[..n])
+    }
+
+    /// Decodes `body` as LZ4 frames (magic `04 22 4d 18`; gostatsd's `Content-Encoding:
+    /// lz4`), streamed through `Read::take(limit + 1)` like zstd. `lz4_flex` allocates and
+    /// zero-fills the frame's block buffer (up to the 4 MiB block size gostatsd's writer
+    /// declares) on every call; it is not reused across bodies.
+    ///
+    /// # Errors
+    /// [`BodyError::TooLarge`] past the limit, [`BodyError::Corrupt`] (encoding `lz4`) for a
+    /// bad or truncated frame.
+    pub fn decode_lz4_frame(&mut self, body: &[u8]) -> Result<&mut [u8], BodyError> {
+        let limit = self.limit;
+        let dec = lz4_flex::frame::FrameDecoder::new(body);
+        let mut capped = dec.take(limit as u64 + 1);
+        self.out.clear();
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            let n = capped.read(&mut chunk).map_err(|e| BodyError::Corrupt {
+                encoding: "lz4",
+                detail: e.to_string(),
+            })?;
+            if n == 0 {
+                break;
+            }
+            self.out.extend_from_slice(&chunk[..n]);
+            if self.out.len() > limit {
+                return Err(BodyError::TooLarge { limit });
+            }
+        }
+        Ok(&mut self.out[..])
+    }
+
     /// Decodes `body` and returns the plain bytes (borrowed from the decoder's buffer, or
     /// `body` itself for identity). The result is mutable so JSON can be parsed in place.
     ///
