@@ -3,9 +3,13 @@
 //! For every sink, in values (points):
 //!
 //! ```text
-//! enqueued = received + queued
+//! enqueued + replayed = received + queued
 //! received = delivered + in_flight + Σ dropped[reason]      (every reason but queue_full, route_dropped, sampled_out)
 //! ```
+//!
+//! `replayed` are values stream workers handed the sink directly rather than through its
+//! queue: a spilling sink's spool replay (its `spilled` values come back), or workers that
+//! share its ledger (`switchyard_sink_replayed_values_total`).
 //!
 //! `enqueued` is counted by the shards (`switchyard_sink_enqueued_values_total`), `received`,
 //! `delivered` and `dropped` by the sink (`switchyard_sink_received_values_total`,
@@ -64,13 +68,16 @@ pub struct SinkLedger {
     pub clamped: Vec<&'static str>,
 }
 
-/// One unit's identities: `enqueued = received + queued`, `received = delivered + in_flight
+/// One unit's identities: `enqueued + replayed = received + queued`, `received = delivered + in_flight
 /// + Σ dropped` (the shards' reasons excepted).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FlowLedger {
     /// Handed to the sink's queue by the shards.
     pub enqueued: u64,
-    /// Still in the queue (`enqueued - received`).
+    /// Handed to the sink by stream workers (its spool's replay), not through its queue
+    /// (always 0 for payload bytes).
+    pub replayed: u64,
+    /// Still in the queue (`enqueued + replayed - received`).
     pub queued: u64,
     /// Taken off the queue by the sink's workers.
     pub received: u64,
@@ -102,6 +109,8 @@ pub struct ByteLedger {
 pub struct Flow {
     /// Enqueued by the shards.
     pub enqueued: u64,
+    /// Handed to the sink by stream workers.
+    pub replayed: u64,
     /// Dropped by the shards before enqueueing, by reason.
     pub shard_dropped: Vec<(&'static str, u64)>,
     /// Received by the sink.
@@ -136,10 +145,14 @@ fn settle(f: &Flow, prefix: &'static str, clamped: &mut Vec<&'static str>) -> Fl
             _ => "bytes.in_flight",
         }
     };
-    let queued = f.enqueued.checked_sub(f.received).unwrap_or_else(|| {
-        clamped.push(name("queued"));
-        0
-    });
+    let queued = f
+        .enqueued
+        .saturating_add(f.replayed)
+        .checked_sub(f.received)
+        .unwrap_or_else(|| {
+            clamped.push(name("queued"));
+            0
+        });
     let accounted = f
         .dropped
         .iter()
@@ -151,6 +164,7 @@ fn settle(f: &Flow, prefix: &'static str, clamped: &mut Vec<&'static str>) -> Fl
     let dropped = f.dropped.iter().chain(&f.shard_dropped).copied().collect();
     FlowLedger {
         enqueued: f.enqueued,
+        replayed: f.replayed,
         queued,
         received: f.received,
         delivered: f.delivered,
@@ -189,6 +203,7 @@ pub fn ledgers(t: &Telemetry, sinks: &[SinkProbe]) -> Vec<SinkLedger> {
             let s = &p.stats;
             let values = Flow {
                 delivered: SinkStats::get(&s.values_delivered),
+                replayed: SinkStats::get(&s.values_replayed),
                 dropped: DropReason::ALL
                     .iter()
                     .map(|r| (r.as_str(), s.dropped(*r)))
@@ -267,9 +282,11 @@ mod tests {
                         ("route_dropped", 3),
                         ("sampled_out", 4),
                     ],
-                    received: 90,
+                    // 8 values spilled, then handed back by the spool's replay.
+                    replayed: 8,
+                    received: 98,
                     delivered: 60,
-                    dropped: vec![("retries_exhausted", 20), ("rejected", 5)],
+                    dropped: vec![("retries_exhausted", 20), ("rejected", 5), ("spilled", 8)],
                 },
                 payload_bytes: Flow {
                     enqueued: 1000,
@@ -277,6 +294,7 @@ mod tests {
                     received: 900,
                     delivered: 600,
                     dropped: vec![("retries_exhausted", 200), ("rejected", 50)],
+                    ..Flow::default()
                 },
                 held: 150,
                 sent: (20, 30),
@@ -292,7 +310,7 @@ mod tests {
         assert_eq!(l.values.dropped["sampled_out"], 4);
         assert_eq!(l.values.dropped["retries_exhausted"], 20);
         assert_eq!(
-            l.values.enqueued,
+            l.values.enqueued + l.values.replayed,
             l.values.received + l.values.queued,
             "{l:?}"
         );

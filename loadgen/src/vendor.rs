@@ -11,7 +11,8 @@
 //! - `POST /reset`: clears the counters (not the fault settings).
 //! - `GET /control` / `POST /control` with `{"fail_status":503,"fail_count":3,"delay_ms":0,
 //!   "retry_after":1}` (every field optional): the next `fail_count` intake requests answer
-//!   `fail_status` (with `Retry-After` if set), and every intake response waits `delay_ms`.
+//!   `fail_status` (with `Retry-After` if set), and every intake response waits `delay_ms`;
+//!   `"fail_every": N` makes every Nth intake request from then on fail too (0: off).
 //!   Failed requests are counted apart and their bodies are not decoded or added.
 
 pub mod datadog;
@@ -100,6 +101,13 @@ pub struct Faults {
     /// Delay of every intake response, milliseconds.
     #[serde(default)]
     pub delay_ms: u64,
+    /// Besides `fail_count`: every Nth intake request (counted from when it was set)
+    /// answers `fail_status` (0: off).
+    #[serde(default)]
+    pub fail_every: u64,
+    /// Intake requests counted for `fail_every`.
+    #[serde(default, skip_serializing)]
+    pub every_seen: u64,
 }
 
 /// A `/control` update: only the fields present change.
@@ -110,6 +118,7 @@ struct FaultUpdate {
     fail_count: Option<u64>,
     retry_after: Option<u64>,
     delay_ms: Option<u64>,
+    fail_every: Option<u64>,
 }
 
 /// Shared server state.
@@ -142,6 +151,13 @@ impl App {
                 faults.fail_count -= 1;
                 StatusCode::from_u16(code)
                     .ok()
+                    .map(|status| (status, faults.retry_after))
+            }
+            Some(code) if faults.fail_every > 0 => {
+                faults.every_seen += 1;
+                (faults.every_seen % faults.fail_every == 0)
+                    .then(|| StatusCode::from_u16(code).ok())
+                    .flatten()
                     .map(|status| (status, faults.retry_after))
             }
             _ => None,
@@ -182,6 +198,8 @@ async fn serve(args: &VendorArgs) -> anyhow::Result<()> {
             fail_count: args.fail_count,
             retry_after: args.retry_after,
             delay_ms: args.delay_ms,
+            fail_every: 0,
+            every_seen: 0,
         }),
     });
     let router = Router::new()
@@ -482,6 +500,10 @@ fn control(app: &App, body: &[u8]) -> Response {
             }
             if let Some(ms) = update.delay_ms {
                 faults.delay_ms = ms;
+            }
+            if let Some(n) = update.fail_every {
+                faults.fail_every = n;
+                faults.every_seen = 0;
             }
             json(
                 StatusCode::OK,

@@ -8,7 +8,8 @@
 //! sinks: `switchyard_sink_stream_{calls,user_records,bytes,shard_refreshes,points_moved}_total` and
 //! `switchyard_sink_stream_records_total{outcome=put|throttled|failed}`.
 //! Spilling sinks (`spill = true`): `switchyard_sink_circuit_open`,
-//! `switchyard_sink_circuit_opens_total`, `switchyard_sink_spool_bytes`; the drop reason
+//! `switchyard_sink_circuit_opens_total`, `switchyard_sink_spool_bytes`,
+//! `switchyard_sink_replayed_values_total`; the drop reason
 //! `spilled` (in the spool, replayed later: not lost) and `spool_full`.
 //! `switchyard_sink_distinct_series{sink,window="1h"}` (gauge): the distinct series the
 //! shards sent the sink over the last hour, the figure vendors bill by (HyperLogLog
@@ -21,7 +22,7 @@ use switchyard_sinks::{DropReason, RequestOutcome, SinkProbe, SinkStats, LATENCY
 type PerSink = fn(&SinkProbe) -> f64;
 
 /// Families with one value per sink, read from the sink itself.
-const PER_SINK: [(&str, &str, &str, PerSink); 13] = [
+const PER_SINK: [(&str, &str, &str, PerSink); 14] = [
     (
         "switchyard_sink_circuit_open",
         "gauge",
@@ -33,6 +34,12 @@ const PER_SINK: [(&str, &str, &str, PerSink); 13] = [
         "counter",
         "Times a spilling sink's circuit opened after items in a row failed.",
         |p| SinkStats::get(&p.stats.circuit_opens) as f64,
+    ),
+    (
+        "switchyard_sink_replayed_values_total",
+        "counter",
+        "Values handed to a sink by stream workers (its spool's replay, or workers sharing its ledger) rather than taken off its queue: counted in received too.",
+        |p| SinkStats::get(&p.stats.values_replayed) as f64,
     ),
     (
         "switchyard_sink_spool_bytes",

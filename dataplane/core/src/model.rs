@@ -202,6 +202,23 @@ impl SeriesBatch {
         });
     }
 
+    /// A batch of the series at `ranges` (indices into this one, in order), with the same
+    /// timestamp and interval: what a sink did not deliver of a batch it sent in parts.
+    pub fn select(&self, ranges: &[std::ops::Range<usize>]) -> SeriesBatch {
+        let mut out = SeriesBatch::new(self.timestamp, self.interval);
+        for r in ranges {
+            for s in self.records.get(r.clone()).unwrap_or(&[]) {
+                let s = SeriesRef {
+                    batch: self,
+                    rec: s,
+                };
+                let id = out.identity_scoped(s.base_name(), s.tags(), s.host(), s.scope());
+                out.push(id, s.suffix(), s.kind(), s.value());
+            }
+        }
+        out
+    }
+
     /// Number of series in the batch.
     pub fn len(&self) -> usize {
         self.records.len()

@@ -651,14 +651,24 @@ fn handle_spilling(sink: &mut AnySink, item: &Egress, ctx: &Ctx<'_>, spool: &mut
         return spool::spill(spool, item, item.points(), ctx);
     }
     ctx.deferred.set(0);
+    ctx.deferred_parts.borrow_mut().clear();
     sink.handle(item, ctx);
     let failed = ctx.deferred.take();
+    let parts = ctx.deferred_parts.take();
     if failed > 0 && ctx.tally.delivered.get() == 0 {
         breaker.failure(Instant::now(), gate == Gate::Probe, ctx.stats);
     } else {
         breaker.success(ctx.stats);
     }
-    // The whole item goes to the spool (a part the vendor took may be delivered twice).
+    // A statsd batch sent in parts: only the parts not delivered go to the spool. Anything
+    // else goes whole (a part of it the vendor took may be delivered twice).
+    if let Egress::Series(b) = item {
+        let in_parts: usize = parts.iter().map(ExactSizeIterator::len).sum();
+        if failed > 0 && in_parts as u64 == failed && in_parts < b.len() {
+            let rest = Egress::Series(Arc::new(b.select(&parts)));
+            return spool::spill(spool, &rest, failed, ctx);
+        }
+    }
     spool::spill(spool, item, failed, ctx);
 }
 
@@ -716,6 +726,11 @@ pub struct Ctx<'a> {
     /// worker spools them, a stream worker delivers them again ([`Ctx::redelivering`]).
     defer_retryable: bool,
     deferred: Cell<u64>,
+    /// The series of the current statsd batch the request being delivered carries
+    /// ([`Ctx::set_part`]), and those of the requests whose values were deferred: a
+    /// spilling sink spools only those.
+    part: Cell<Option<(usize, usize)>>,
+    deferred_parts: std::cell::RefCell<Vec<std::ops::Range<usize>>>,
     /// The durable-route reports owed for the items taken with [`Ctx::next_item`].
     taken_durable: std::cell::RefCell<Vec<Arc<Durability>>>,
 }
@@ -821,6 +836,8 @@ impl<'a> Ctx<'a> {
             defer_retryable: false,
             deferred: Cell::new(0),
             taken_durable: std::cell::RefCell::new(Vec::new()),
+            part: Cell::new(None),
+            deferred_parts: std::cell::RefCell::new(Vec::new()),
         }
     }
 
@@ -904,9 +921,19 @@ impl Ctx<'_> {
             && matches!(reason, DropReason::RetriesExhausted | DropReason::Shutdown)
         {
             self.deferred.set(self.deferred.get() + n);
+            if let Some((start, end)) = self.part.get() {
+                self.deferred_parts.borrow_mut().push(start..end);
+            }
             return;
         }
         self.drop_final(reason, n);
+    }
+
+    /// Declares which series of the current statsd batch the next [`Ctx::deliver`] carries
+    /// (`None` after it): a spilling sink then spools only the parts not delivered, not
+    /// the whole batch (no duplicates of the parts the vendor took).
+    pub fn set_part(&self, part: Option<std::ops::Range<usize>>) {
+        self.part.set(part.map(|r| (r.start, r.end)));
     }
 
     /// Counts `n` values as dropped for `reason`, spilling sink or not.

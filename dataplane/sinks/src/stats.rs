@@ -175,6 +175,9 @@ pub struct SinkStats {
     pub payloads: AtomicU64,
     /// Values (points) received from the queue: one per batch series, a payload's points.
     pub values_received: AtomicU64,
+    /// Of `values_received`, values handed to the sink by stream workers (its spool's
+    /// replay, or workers sharing its ledger) rather than taken off its queue.
+    pub values_replayed: AtomicU64,
     /// Series received from the queue (a payload's series, checks or events).
     pub series_received: AtomicU64,
     /// Values delivered.

@@ -284,6 +284,7 @@ fn count_received(stats: &SinkStats, item: &Egress) {
     if let Egress::Payload(p) = item {
         SinkStats::add(&stats.payloads, 1);
         SinkStats::add(&stats.values_received, p.points);
+        SinkStats::add(&stats.values_replayed, p.points);
         SinkStats::add(&stats.series_received, p.series);
     }
 }

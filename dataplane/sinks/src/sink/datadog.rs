@@ -90,6 +90,7 @@ impl DatadogSink {
                 for c in chunks(b, self.max_series) {
                     self.json.clear();
                     datadog_series::write_series_payload(&mut self.json, b, c.start, c.end);
+                    ctx.set_part(Some(c.start..c.end));
                     post(
                         &mut self.http,
                         &mut self.compressor,
@@ -99,6 +100,7 @@ impl DatadogSink {
                         &self.json,
                         c.len() as u64,
                     );
+                    ctx.set_part(None);
                 }
             }
             Egress::Payload(p) => self.pass_through(p, ctx),

@@ -98,7 +98,9 @@ impl SignalfxSink {
                                 .visit_batch_range(b, c.start, c.end, |t| w.push(t));
                         }
                     }
+                    ctx.set_part(Some(c.start..c.end));
                     self.send(ctx);
+                    ctx.set_part(None);
                 }
             }
             Egress::Payload(p) => self.handle_payload(p, ctx),

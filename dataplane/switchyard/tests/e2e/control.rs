@@ -75,7 +75,11 @@ fn assert_identity(l: &Value) {
             .filter(|(k, _)| !matches!(k.as_str(), "queue_full" | "route_dropped" | "sampled_out"))
             .map(|(_, d)| d.as_u64().unwrap())
             .sum();
-        assert_eq!(n("enqueued"), n("received") + n("queued"), "{l:#}");
+        assert_eq!(
+            n("enqueued") + n("replayed"),
+            n("received") + n("queued"),
+            "{l:#}"
+        );
         assert_eq!(
             n("received"),
             n("delivered") + n("in_flight") + dropped,

@@ -194,6 +194,33 @@ fn a_vendor_down_spills_and_the_replay_delivers_everything_once_it_recovers() {
         f64::from(sent) * PER_INCREMENT,
         "{s:#}"
     );
+    // At rest the ledger balances, the replayed values included
+    // (enqueued + replayed = received, nothing queued or in flight).
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, body) = sy.get("/v1/stats");
+        let stats: Value = serde_json::from_str(&body).unwrap();
+        let l = stats["ledger"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["sink"] == "dd")
+            .unwrap()
+            .clone();
+        let v = &l["values"];
+        let at_rest = l["balanced"] == true && v["queued"] == 0 && v["in_flight"] == 0;
+        if at_rest || Instant::now() > until {
+            assert!(at_rest, "{l:#}");
+            assert!(v["replayed"].as_u64().unwrap() > 0, "{l:#}");
+            assert_eq!(
+                v["enqueued"].as_u64().unwrap() + v["replayed"].as_u64().unwrap(),
+                v["received"].as_u64().unwrap(),
+                "{l:#}"
+            );
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let _ = sy.stop();
     let _ = std::fs::remove_dir_all(&state);
 }
