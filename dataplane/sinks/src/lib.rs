@@ -63,6 +63,7 @@
 //! - `switchyard_sink_queue_depth_batches`, `switchyard_sink_queue_capacity_batches` (queue
 //!   items: batches and payloads).
 
+pub mod deadletter;
 pub mod driver;
 pub mod error;
 pub mod http;
@@ -72,7 +73,7 @@ pub mod spool;
 pub mod stats;
 
 pub use driver::{
-    spawn_sinks, spawn_sinks_with, Ctx, ItemTally, RetryPolicy, SinkChanges, SinkHandle, SinkProbe,
+    spawn_sinks, spawn_sinks_with, Ctx, DeadLetterRequest, ItemTally, RetryPolicy, SinkChanges, SinkHandle, SinkProbe,
     SinkRuntime,
 };
 pub use error::SinkError;
