@@ -9,7 +9,8 @@
 //!
 //! [`Ctx::deliver`] sends one request's worth of values with retries: capped exponential
 //! backoff with full jitter, or the vendor's `Retry-After` (capped), up to `max_retries`; it
-//! accounts every value as delivered or dropped by reason. At shutdown the queue's senders
+//! accounts every value as delivered or dropped by reason ([`Ctx::deliver_or_dead_letter`]
+//! also keeps a refused request in the sink's dead letters, [`crate::deadletter`]). At shutdown the queue's senders
 //! are dropped and the workers drain what is queued; anything left when the deadline passes
 //! (queued, or waiting for a retry) is counted as dropped (`shutdown`).
 //!
