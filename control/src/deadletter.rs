@@ -44,22 +44,16 @@ pub struct ListQuery {
     pub limit: Option<usize>,
 }
 
-/// The store of sink `name`, or the 404 to answer.
-fn store(st: &ControlState, name: &str) -> Result<Arc<DeadLetter>, Response> {
+/// The store of sink `name`, or why there is none (answered 404).
+fn store(st: &ControlState, name: &str) -> Result<Arc<DeadLetter>, String> {
     let probes = st.sinks.probes();
     let Some(p) = probes.iter().find(|p| p.name == name) else {
-        return Err(errors(
-            StatusCode::NOT_FOUND,
-            vec![format!("no sink `{name}`")],
-        ));
+        return Err(format!("no sink `{name}`"));
     };
     p.stats.deadletter.get().cloned().ok_or_else(|| {
-        errors(
-            StatusCode::NOT_FOUND,
-            vec![format!(
-                "sink `{name}` keeps no dead letters (datadog and signalfx sinks do, with a \
-                 top-level state_dir and deadletter_max_bytes > 0)"
-            )],
+        format!(
+            "sink `{name}` keeps no dead letters (datadog and signalfx sinks do, with a \
+             top-level state_dir and deadletter_max_bytes > 0)"
         )
     })
 }
@@ -103,7 +97,7 @@ pub async fn list_handler(
     };
     let store = match store(&st, &name) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(e) => return errors(StatusCode::NOT_FOUND, vec![e]),
     };
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
     let read = tokio::task::spawn_blocking(move || store.read(limit, MAX_ANSWER_BYTES)).await;
@@ -133,7 +127,7 @@ pub async fn clear_handler(
     }
     let store = match store(&st, &name) {
         Ok(s) => s,
-        Err(r) => return r,
+        Err(e) => return errors(StatusCode::NOT_FOUND, vec![e]),
     };
     match tokio::task::spawn_blocking(move || store.clear()).await {
         Ok(Ok(cleared)) => {
