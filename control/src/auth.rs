@@ -1,4 +1,4 @@
-//! Authorization of mutating endpoints (every `PUT` and `POST`).
+//! Authorization of mutating endpoints (every `PUT`, `POST` and `DELETE`).
 //!
 //! With a token configured (`[control] token_file` or `token_env`, read once at start), a
 //! request needs `Authorization: Bearer <token>`, compared in constant time: 401 when the

@@ -17,8 +17,11 @@
 //! - `GET /v1/config`: the effective configuration, secrets redacted (see [`config_view`]).
 //! - `GET /v1/leases`, `POST /v1/leases/{key}/release`: the Kinesis workers' shard leases
 //!   (see [`leases`]).
+//! - `GET /v1/deadletter`, `GET /v1/deadletter/{sink}?limit=N`, `DELETE
+//!   /v1/deadletter/{sink}`: the requests vendors refused for good, kept with their answer
+//!   (see [`deadletter`]).
 //!
-//! Mutating endpoints (every `PUT` and `POST`) need `Authorization: Bearer <token>` when a
+//! Mutating endpoints (every `PUT`, `POST` and `DELETE`) need `Authorization: Bearer <token>` when a
 //! token is configured, and answer only on a loopback listener when none is (see [`auth`]).
 //! Request bodies are capped at [`MAX_BODY_BYTES`] (413 beyond).
 //!
@@ -29,6 +32,7 @@
 
 pub mod auth;
 pub mod config_view;
+pub mod deadletter;
 pub mod leases;
 pub mod ledger;
 pub mod metrics;
@@ -298,6 +302,11 @@ pub fn router(state: ControlState) -> Router {
         .route("/v1/config", get(config_view::handler))
         .route("/v1/leases", get(leases::list_handler))
         .route("/v1/leases/{key}/release", post(leases::release_handler))
+        .route("/v1/deadletter", get(deadletter::summary_handler))
+        .route(
+            "/v1/deadletter/{sink}",
+            get(deadletter::list_handler).delete(deadletter::clear_handler),
+        )
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }

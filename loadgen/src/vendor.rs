@@ -155,9 +155,10 @@ impl App {
             }
             Some(code) if faults.fail_every > 0 => {
                 faults.every_seen += 1;
-                (faults.every_seen % faults.fail_every == 0)
-                    .then(|| StatusCode::from_u16(code).ok())
-                    .flatten()
+                let due = faults.every_seen % faults.fail_every == 0;
+                StatusCode::from_u16(code)
+                    .ok()
+                    .filter(|_| due)
                     .map(|status| (status, faults.retry_after))
             }
             _ => None,

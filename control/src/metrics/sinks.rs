@@ -11,6 +11,9 @@
 //! `switchyard_sink_circuit_opens_total`, `switchyard_sink_spool_bytes`,
 //! `switchyard_sink_replayed_values_total`; the drop reason
 //! `spilled` (in the spool, replayed later: not lost) and `spool_full`.
+//! Dead letters (HTTP vendor sinks with a `state_dir`, see `switchyard_sinks::deadletter`):
+//! `switchyard_sink_deadletter_entries_total`, `switchyard_sink_deadletter_values_total`,
+//! `switchyard_sink_deadletter_bytes` (gauge), `switchyard_sink_deadletter_evicted_entries_total`.
 //! `switchyard_sink_distinct_series{sink,window="1h"}` (gauge): the distinct series the
 //! shards sent the sink over the last hour, the figure vendors bill by (HyperLogLog
 //! estimate merged over shards, `switchyard_core::distinct`).
@@ -22,7 +25,31 @@ use switchyard_sinks::{DropReason, RequestOutcome, SinkProbe, SinkStats, LATENCY
 type PerSink = fn(&SinkProbe) -> f64;
 
 /// Families with one value per sink, read from the sink itself.
-const PER_SINK: [(&str, &str, &str, PerSink); 14] = [
+const PER_SINK: [(&str, &str, &str, PerSink); 18] = [
+    (
+        "switchyard_sink_deadletter_entries_total",
+        "counter",
+        "Requests a vendor refused with a 4xx that cannot succeed, kept as dead letters (their values are dropped, reason=\"rejected\").",
+        |p| dead_letters(p).written_entries as f64,
+    ),
+    (
+        "switchyard_sink_deadletter_values_total",
+        "counter",
+        "Values of the requests kept as dead letters.",
+        |p| dead_letters(p).written_values as f64,
+    ),
+    (
+        "switchyard_sink_deadletter_bytes",
+        "gauge",
+        "Bytes a sink's dead letters hold (at most deadletter_max_bytes, plus one entry).",
+        |p| dead_letters(p).bytes as f64,
+    ),
+    (
+        "switchyard_sink_deadletter_evicted_entries_total",
+        "counter",
+        "Dead letters removed (the oldest segment) to stay under deadletter_max_bytes.",
+        |p| dead_letters(p).evicted_entries as f64,
+    ),
     (
         "switchyard_sink_circuit_open",
         "gauge",
@@ -108,6 +135,15 @@ const PER_SINK: [(&str, &str, &str, PerSink); 14] = [
         |p| p.queue_capacity() as f64,
     ),
 ];
+
+/// The counts of a sink's dead letters (zero when it keeps none).
+fn dead_letters(p: &SinkProbe) -> switchyard_sinks::deadletter::Counts {
+    p.stats
+        .deadletter
+        .get()
+        .map(|d| d.counts())
+        .unwrap_or_default()
+}
 
 /// Renders every sink family.
 pub(super) fn render(o: &mut Out, total: &ShardCounters, distinct: &[u64], sinks: &[SinkProbe]) {

@@ -433,10 +433,23 @@ pub struct SinkConfig {
     /// record the replay pauses so that live traffic keeps the rest of the vendor's capacity.
     #[serde(default = "default_replay_share")]
     pub replay_share: f64,
+    /// HTTP vendor sinks: bytes the dead letters may hold (`<state_dir>/deadletter/<sink>`:
+    /// requests the vendor refused with a 4xx that cannot succeed, with its answer). Past it
+    /// the oldest segment is removed (counted). `0` keeps no dead letters; without
+    /// `state_dir` none are kept either.
+    #[serde(default = "default_deadletter_max_bytes")]
+    pub deadletter_max_bytes: u64,
 }
 
 fn default_spill_max_bytes() -> u64 {
     1 << 30
+}
+
+/// Smallest non-zero `deadletter_max_bytes`.
+pub const MIN_DEADLETTER_MAX_BYTES: u64 = 64 << 10;
+
+fn default_deadletter_max_bytes() -> u64 {
+    64 << 20
 }
 
 fn default_replay_share() -> f64 {
@@ -766,6 +779,15 @@ fn validate_sink(s: &SinkConfig) -> Result<(), (String, String)> {
             "a spilling datadog sink needs `api_key_env`: the spool does not keep each client's \
              API key, so replayed data is sent with the sink's own"
                 .into(),
+        ));
+    }
+    if s.deadletter_max_bytes != 0 && s.deadletter_max_bytes < MIN_DEADLETTER_MAX_BYTES {
+        return Err((
+            ".deadletter_max_bytes".into(),
+            format!(
+                "{} is below {MIN_DEADLETTER_MAX_BYTES} (0 keeps no dead letters)",
+                s.deadletter_max_bytes
+            ),
         ));
     }
     if !(s.replay_share > 0.0 && s.replay_share <= 1.0) {
@@ -1145,6 +1167,27 @@ mod tests {
         ))
         .unwrap_err();
         assert_eq!(e.key, "statsd.listen", "{e}");
+    }
+
+    #[test]
+    fn deadletter_max_bytes_defaults_to_64_mib_and_is_0_or_at_least_the_minimum() {
+        let sink = |extra: &str| {
+            format!(
+                "[sinks.dd]\ntype = \"datadog\"\nendpoint = \"http://127.0.0.1:1\"\n{extra}\n\
+                 [[routes]]\nname = \"r\"\nto = [\"dd\"]\n"
+            )
+        };
+        let c = Config::from_toml(&sink("")).unwrap();
+        assert_eq!(c.sinks["dd"].deadletter_max_bytes, 64 << 20);
+        let c = Config::from_toml(&sink("deadletter_max_bytes = 0")).unwrap();
+        assert_eq!(c.sinks["dd"].deadletter_max_bytes, 0);
+        let e = Config::from_toml(&sink("deadletter_max_bytes = 1000")).unwrap_err();
+        assert_eq!(e.key, "sinks.dd.deadletter_max_bytes", "{e}");
+        let c = Config::from_toml(&sink(&format!(
+            "deadletter_max_bytes = {MIN_DEADLETTER_MAX_BYTES}"
+        )))
+        .unwrap();
+        assert_eq!(c.sinks["dd"].deadletter_max_bytes, MIN_DEADLETTER_MAX_BYTES);
     }
 
     #[test]

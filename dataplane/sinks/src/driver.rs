@@ -9,7 +9,8 @@
 //!
 //! [`Ctx::deliver`] sends one request's worth of values with retries: capped exponential
 //! backoff with full jitter, or the vendor's `Retry-After` (capped), up to `max_retries`; it
-//! accounts every value as delivered or dropped by reason. At shutdown the queue's senders
+//! accounts every value as delivered or dropped by reason ([`Ctx::deliver_or_dead_letter`]
+//! also keeps a refused request in the sink's dead letters, [`crate::deadletter`]). At shutdown the queue's senders
 //! are dropped and the workers drain what is queued; anything left when the deadline passes
 //! (queued, or waiting for a retry) is counted as dropped (`shutdown`).
 //!
@@ -25,6 +26,7 @@
 //! meanwhile) and the payload bytes of the items handled together are split over their
 //! values together.
 
+use crate::deadletter::DeadLetter;
 use crate::sink::AnySink;
 use crate::slots::{SinkSlots, Slot};
 use crate::spool::{self, Gate, Spool};
@@ -225,6 +227,8 @@ struct Built {
     sinks: Vec<(AnySink, Option<Spool>)>,
     /// `spill = true`: the spool writers of the sink's [`Spiller`]s.
     spillers: Vec<Spool>,
+    /// Its dead letters, when newly opened.
+    deadletter: Option<Arc<DeadLetter>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -318,11 +322,24 @@ impl SinkRuntime {
                     spillers.push(Spool::open(dir, &name, &sc).map_err(|e| (name.clone(), e))?);
                 }
             }
+            let known = at_slot(&slots, &name).and_then(|s| s.probe.stats.deadletter.get());
+            let deadletter = match (&self.state_dir, known) {
+                (Some(dir), None) if keeps_dead_letters(&sc) => Some(Arc::new(
+                    DeadLetter::open(dir, &name, sc.deadletter_max_bytes).map_err(|e| {
+                        (
+                            name.clone(),
+                            SinkError::Fatal(format!("opening its dead letters: {e}")),
+                        )
+                    })?,
+                )),
+                _ => None,
+            };
             built.push(Built {
                 name,
                 config: sc,
                 sinks,
                 spillers,
+                deadletter,
             });
         }
         let mut threads = lock(&self.threads);
@@ -332,6 +349,18 @@ impl SinkRuntime {
             let stats = at
                 .and_then(|i| slots.get(i))
                 .map_or_else(|| Arc::new(SinkStats::default()), |s| s.probe.stats.clone());
+            match (b.deadletter, stats.deadletter.get()) {
+                (Some(d), None) => {
+                    let _ = stats.deadletter.set(d);
+                }
+                // A changed sink keeps its store; a reload may change the cap.
+                (_, Some(d)) => d.set_max_bytes(if keeps_dead_letters(&b.config) {
+                    b.config.deadletter_max_bytes
+                } else {
+                    0
+                }),
+                (None, None) => {}
+            }
             let (tx, rx) = bounded(b.config.queue_batches);
             let pol = (self.policy)(&b.config);
             // The workers' token: the spiller stops once every worker did.
@@ -455,6 +484,17 @@ fn workers(sc: &SinkConfig) -> usize {
         _ => 1,
     }
     .max(1)
+}
+
+/// Whether a sink keeps dead letters (given a `state_dir`): HTTP vendor sinks with a
+/// non-zero `deadletter_max_bytes`.
+fn keeps_dead_letters(sc: &SinkConfig) -> bool {
+    matches!(sc.kind(), SinkKind::Datadog(_) | SinkKind::Signalfx(_)) && sc.deadletter_max_bytes > 0
+}
+
+/// The slot of sink `name`, if it has one.
+fn at_slot<'s>(slots: &'s [Slot], name: &str) -> Option<&'s Slot> {
+    slots.iter().find(|s| s.name == name)
 }
 
 /// Whether two sink configs are the same (compared as their serialized form).
@@ -704,6 +744,17 @@ fn payload_bytes(item: &Egress) -> u64 {
         Egress::Payload(p) => p.body.bytes.len() as u64,
         Egress::Series(_) => 0,
     }
+}
+
+/// What [`Ctx::deliver_or_dead_letter`] records about a request besides its body.
+#[derive(Debug, Clone, Copy)]
+pub struct DeadLetterRequest<'a> {
+    /// The URL POSTed to.
+    pub url: &'a str,
+    /// The body's `Content-Type`.
+    pub content_type: &'a str,
+    /// The request headers (credential values are redacted from what is kept).
+    pub headers: &'a [(&'a str, &'a str)],
 }
 
 /// What a sink needs from the driver while it handles one queue item.
@@ -979,7 +1030,48 @@ impl Ctx<'_> {
         &self,
         values: u64,
         raw: u64,
+        attempt: impl FnMut() -> Result<u64, SinkError>,
+    ) -> bool {
+        self.deliver_then(values, raw, attempt, |_, _| false)
+    }
+
+    /// [`Ctx::deliver`] for a request whose refusal (a 4xx that cannot succeed) goes to the
+    /// sink's dead letters ([`crate::deadletter`]), when the sink keeps them: `request`
+    /// says what was sent and `body` produces the body before compression (called only
+    /// then). The values stay counted `rejected`.
+    pub fn deliver_or_dead_letter<'b>(
+        &self,
+        values: u64,
+        raw: u64,
+        request: DeadLetterRequest<'_>,
+        body: impl FnOnce() -> std::borrow::Cow<'b, [u8]>,
+        attempt: impl FnMut() -> Result<u64, SinkError>,
+    ) -> bool {
+        self.deliver_then(values, raw, attempt, |status, response| {
+            let Some(store) = self.stats.deadletter.get() else {
+                return false;
+            };
+            let body = body();
+            store.write(&crate::deadletter::Rejection {
+                url: request.url,
+                content_type: request.content_type,
+                headers: request.headers,
+                status,
+                response,
+                values,
+                body: &body,
+            })
+        })
+    }
+
+    /// [`Ctx::deliver`], calling `rejected(status, response)` on a refusal (it returns
+    /// whether the request was kept as a dead letter).
+    fn deliver_then(
+        &self,
+        values: u64,
+        raw: u64,
         mut attempt: impl FnMut() -> Result<u64, SinkError>,
+        rejected: impl FnOnce(u16, &str) -> bool,
     ) -> bool {
         let stats = self.stats;
         let name = self.name;
@@ -1001,8 +1093,13 @@ impl Ctx<'_> {
                     self.drop_values(DropReason::Fatal, values);
                     return false;
                 }
-                Err(SinkError::Rejected { status, reason }) => {
-                    tracing::error!(sink = name, status, response = %reason, values,
+                Err(SinkError::Rejected {
+                    status,
+                    reason,
+                    response,
+                }) => {
+                    let dead_lettered = rejected(status, &response);
+                    tracing::error!(sink = name, status, response = %reason, values, dead_lettered,
                         "vendor rejected the data; dropping it (not retried)");
                     self.drop_values(DropReason::Rejected, values);
                     return false;
@@ -1142,6 +1239,7 @@ mod tests {
             Err(SinkError::Rejected {
                 status: 400,
                 reason: "bad".into(),
+                response: String::new(),
             })
         }));
         assert_eq!(calls, 1, "a rejection is never retried");
@@ -1150,6 +1248,62 @@ mod tests {
         abort.store(true, Ordering::Relaxed);
         assert!(!c.deliver(3, 1, || Ok(1)));
         assert_eq!(stats.dropped(DropReason::Shutdown), 3);
+    }
+
+    #[test]
+    fn a_rejection_goes_to_the_dead_letters_and_stays_counted_rejected() {
+        use std::borrow::Cow;
+        let state = tempfile::tempdir().unwrap();
+        let stats = SinkStats::default();
+        let store = DeadLetter::open(state.path(), "t", 1 << 20).unwrap();
+        stats.deadletter.set(Arc::new(store)).unwrap();
+        let abort = AtomicBool::new(false);
+        let c = ctx(&stats, &abort, 1);
+        let req = DeadLetterRequest {
+            url: "http://v/api/v1/series",
+            content_type: "application/json",
+            headers: &[],
+        };
+        let mut asked = 0;
+        assert!(c.deliver_or_dead_letter(
+            3,
+            10,
+            req,
+            || {
+                asked += 1;
+                Cow::Borrowed(&b"{}"[..])
+            },
+            || Ok(5)
+        ));
+        assert_eq!(asked, 0, "the body is produced only for a dead letter");
+        assert!(!c.deliver_or_dead_letter(
+            4,
+            10,
+            req,
+            || Cow::Borrowed(&br#"{"series":[{"metric":"m"}]}"#[..]),
+            || Err(SinkError::Rejected {
+                status: 403,
+                reason: "POST: denied".into(),
+                response: "{\"errors\":[\"denied\"]}".into(),
+            })
+        ));
+        assert_eq!(stats.dropped(DropReason::Rejected), 4);
+        // Retries running out is not a dead letter.
+        assert!(!c.deliver_or_dead_letter(
+            2,
+            1,
+            req,
+            || Cow::Borrowed(&b"{}"[..]),
+            || Err(SinkError::Retryable("503".into()))
+        ));
+        let store = stats.deadletter.get().unwrap();
+        let (all, _) = store.read(10, usize::MAX).unwrap();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0]["status"], 403);
+        assert_eq!(all[0]["values"], 4);
+        assert_eq!(all[0]["response"], "{\"errors\":[\"denied\"]}");
+        assert_eq!(all[0]["request_body"], r#"{"series":[{"metric":"m"}]}"#);
+        assert_eq!(store.counts().written_values, 4);
     }
 
     #[test]

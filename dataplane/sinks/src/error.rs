@@ -26,6 +26,9 @@ pub enum SinkError {
         status: u16,
         /// The request and the first bytes of the response body.
         reason: String,
+        /// The response body as read (up to 4 KiB), credentials redacted: what the sink's
+        /// dead letters keep (empty when there is none).
+        response: String,
     },
     /// The data can never be delivered (bad configuration, unparseable data).
     #[error("fatal: {0}")]

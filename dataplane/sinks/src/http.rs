@@ -23,8 +23,9 @@ use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 /// Longest `Retry-After` honoured; a longer one is cut to this.
 pub const RETRY_AFTER_CAP: Duration = Duration::from_secs(60);
 
-/// Response bytes read (to reuse the connection, and to log a rejection's reason).
-const RESPONSE_PREFIX: u64 = 4096;
+/// Response bytes read (to reuse the connection, to log a rejection's reason, and for the
+/// dead letters).
+const RESPONSE_PREFIX: u64 = crate::deadletter::RESPONSE_CAP as u64;
 /// Response bytes quoted in a rejection log.
 const LOGGED_PREFIX: usize = 256;
 
@@ -254,6 +255,7 @@ impl HttpClient {
                 Err(SinkError::Rejected {
                     status,
                     reason: format!("POST {url}: {quoted}"),
+                    response: redacted,
                 })
             }
         }

@@ -14,7 +14,8 @@
 //!
 //! A vendor sink with `spill = true` writes what its vendor does not take to a durable spool
 //! and opens a circuit after failures in a row ([`spool`]); the binary's stream workers
-//! replay the spool.
+//! replay the spool. A request a vendor refuses for good (a 4xx but 408 and 429) is kept,
+//! with the vendor's answer, in the sink's dead letters under `state_dir` ([`deadletter`]).
 //!
 //! Every configured sink runs, in a [`SinkSlots`] slot the shards and route tables index
 //! (see [`slots`]); [`SinkRuntime::reconcile`] applies a reloaded config's sinks.
@@ -61,8 +62,12 @@
 //!   `switchyard_sink_enqueued_payload_bytes_total` is counted by the shards);
 //! - `switchyard_sink_retries_total`;
 //! - `switchyard_sink_queue_depth_batches`, `switchyard_sink_queue_capacity_batches` (queue
-//!   items: batches and payloads).
+//!   items: batches and payloads);
+//! - dead letters (HTTP vendor sinks with a `state_dir`, see [`deadletter`]):
+//!   `switchyard_sink_deadletter_entries_total`, `switchyard_sink_deadletter_values_total`,
+//!   `switchyard_sink_deadletter_bytes`, `switchyard_sink_deadletter_evicted_entries_total`.
 
+pub mod deadletter;
 pub mod driver;
 pub mod error;
 pub mod http;
@@ -72,8 +77,8 @@ pub mod spool;
 pub mod stats;
 
 pub use driver::{
-    spawn_sinks, spawn_sinks_with, Ctx, ItemTally, RetryPolicy, SinkChanges, SinkHandle, SinkProbe,
-    SinkRuntime,
+    spawn_sinks, spawn_sinks_with, Ctx, DeadLetterRequest, ItemTally, RetryPolicy, SinkChanges,
+    SinkHandle, SinkProbe, SinkRuntime,
 };
 pub use error::SinkError;
 pub use sink::{AnySink, SinkLimits};

@@ -220,6 +220,10 @@ pub struct SinkStats {
     pub backlogged: AtomicBool,
     /// The sink's circuit breaker: its spilling workers and its spool's replay share it.
     pub breaker: crate::spool::Breaker,
+    /// The sink's dead letters (set once by the driver when the sink starts with a
+    /// `state_dir`): every context delivering for the sink with these stats (its workers,
+    /// stream workers, its spool's replay) keeps refused requests there.
+    pub deadletter: std::sync::OnceLock<std::sync::Arc<crate::deadletter::DeadLetter>>,
     /// One-time log guards (by [`DropReason`] slot).
     pub(crate) logged: [AtomicBool; DropReason::ALL.len()],
 }

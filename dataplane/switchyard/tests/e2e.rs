@@ -15,6 +15,7 @@ mod e2e {
     mod cli;
     mod clients;
     mod control;
+    mod deadletter;
     mod deploy;
     mod durable;
     mod hostile_input;

@@ -284,6 +284,7 @@ impl SinkConfig {
             spill: false,
             spill_max_bytes: 0,
             replay_share: 1.0,
+            deadletter_max_bytes: 0,
         }
     }
 

@@ -14,13 +14,16 @@
 //! stream, or none), and `DD-API-KEY`: the key from `api_key_env` when configured, else the
 //! key the payload's client sent. Data with no key at all (statsd aggregates without
 //! `api_key_env`, a payload without a client key) is dropped, `reason="no_api_key"`, with one
-//! error log. Any 2xx is success; retries and rejections as in [`crate::http`].
+//! error log. Any 2xx is success; retries and rejections as in [`crate::http`]; a refused
+//! request goes to the sink's dead letters ([`crate::deadletter`]) with its JSON (a
+//! passed-through payload's client bytes are decoded again for it).
 
 use super::chunks;
-use crate::driver::Ctx;
+use crate::driver::{Ctx, DeadLetterRequest};
 use crate::http::{BodyCompressor, HttpClient};
 use crate::stats::DropReason;
 use crate::SinkError;
+use std::borrow::Cow;
 use switchyard_core::config::DatadogSettings;
 use switchyard_core::egress::{ApiKey, BodyFormat, Egress, Endpoint, IntakePayload};
 use switchyard_core::encode::datadog_series;
@@ -120,10 +123,25 @@ impl DatadogSink {
         if p.body.format.content_encoding() == sends {
             // The client's bytes are already what this sink would send.
             let headers = headers(key, sends);
-            let (http, body) = (&mut self.http, &p.body.bytes);
-            ctx.deliver(p.points, p.decoded_bytes, || {
-                http.post(url, headers.as_slice(), body, ctx.stats)
-            });
+            let (http, body, decoder) = (&mut self.http, &p.body.bytes, &mut self.decoder);
+            // The JSON, decoded again only if the vendor refuses it.
+            let json = move || {
+                if p.body.format == BodyFormat::Json {
+                    return Cow::Borrowed(&body[..]);
+                }
+                let mut out = Vec::new();
+                match p.json_into(decoder, &mut out) {
+                    Ok(()) => Cow::Owned(out),
+                    Err(_) => Cow::Borrowed(&body[..]),
+                }
+            };
+            ctx.deliver_or_dead_letter(
+                p.points,
+                p.decoded_bytes,
+                dead_letter(url, &headers),
+                json,
+                || http.post(url, headers.as_slice(), body, ctx.stats),
+            );
             return;
         }
         let raw: &[u8] = if p.body.format == BodyFormat::Json {
@@ -196,7 +214,20 @@ fn post(
         }
     };
     let headers = headers(key, encoding);
-    ctx.deliver(values, raw.len() as u64, || {
-        http.post(url, headers.as_slice(), body, ctx.stats)
-    });
+    ctx.deliver_or_dead_letter(
+        values,
+        raw.len() as u64,
+        dead_letter(url, &headers),
+        || Cow::Borrowed(raw),
+        || http.post(url, headers.as_slice(), body, ctx.stats),
+    );
+}
+
+/// What the dead letters record of a request (its body is JSON).
+fn dead_letter<'a>(url: &'a str, headers: &'a Headers<'a>) -> DeadLetterRequest<'a> {
+    DeadLetterRequest {
+        url,
+        content_type: "application/json",
+        headers: headers.as_slice(),
+    }
 }

@@ -747,6 +747,7 @@ fn classify<E: ProvideErrorMetadata + std::fmt::Debug>(
             (
                 SinkError::Rejected {
                     status,
+                    response: String::new(),
                     reason: msg,
                 },
                 "rejected",

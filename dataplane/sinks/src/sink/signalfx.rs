@@ -10,7 +10,8 @@
 //! Requests carry at most `max_series_per_request` series.
 //!
 //! Outcomes: 2xx delivered; 5xx, 408, 429, timeouts and connection errors retried; any other
-//! status is `rejected` (never retried). Points the translation drops (non-finite values,
+//! status is `rejected` (never retried) and the request (its JSON or protobuf body before
+//! compression) goes to the sink's dead letters ([`crate::deadletter`]). Points the translation drops (non-finite values,
 //! too many dimensions, unknown types) are counted as `reason="translation"`.
 //!
 //! Buffers (body, compressed body, parse scratch, protobuf scratch) and the translator are
@@ -19,10 +20,11 @@
 pub mod proto;
 
 use super::{chunks, ParseScratch};
-use crate::driver::Ctx;
+use crate::driver::{Ctx, DeadLetterRequest};
 use crate::http::{BodyCompressor, HttpClient};
 use crate::stats::DropReason;
 use crate::SinkError;
+use std::borrow::Cow;
 use std::time::{SystemTime, UNIX_EPOCH};
 use switchyard_core::config::{SfxEncoding, SignalfxSettings};
 use switchyard_core::egress::{Egress, Endpoint, IntakePayload};
@@ -215,9 +217,17 @@ impl SignalfxSink {
                         n += 1;
                     }
                     let (url, http) = (&self.url, &mut self.http);
-                    ctx.deliver(st.points_out, raw_len, || {
-                        http.post(url, &headers[..n], body, ctx.stats)
-                    });
+                    ctx.deliver_or_dead_letter(
+                        st.points_out,
+                        raw_len,
+                        DeadLetterRequest {
+                            url,
+                            content_type,
+                            headers: &headers[..n],
+                        },
+                        || Cow::Borrowed(raw),
+                        || http.post(url, &headers[..n], body, ctx.stats),
+                    );
                 }
                 Err(e) => {
                     tracing::error!(sink = ctx.name, error = %e, "dropping request");

@@ -289,3 +289,76 @@ fn client_bytes_in_the_sinks_encoding_are_forwarded_untouched() {
         assert_eq!(SinkStats::get(&s.bytes_uncompressed), 2 * json.len() as u64);
     }
 }
+
+#[test]
+fn a_refused_pass_through_is_a_dead_letter_with_its_json_and_no_key() {
+    use std::sync::Arc;
+    use switchyard_core::egress::{ApiKey, BodyFormat, Egress, IntakePayload, StoredBody};
+    set_env("SY_T_DD_DLQ", "dd-key-dead-5150");
+    // The vendor quotes the key it refused.
+    let srv = server()
+        .default_reply(
+            Reply::status(403).body(r#"{"errors":["API key dd-key-dead-5150 is invalid"]}"#),
+        )
+        .start();
+    let state = tempfile::tempdir().unwrap();
+    let toml = format!(
+        "state_dir = \"{}\"\n{}",
+        state.path().display(),
+        sink(
+            "dd",
+            &srv.url(),
+            "api_key_env = \"SY_T_DD_DLQ\"\ncompression = \"gzip\"\nmax_retries = 3"
+        )
+    );
+    let cfg = config(&toml, &["dd"]);
+    // The client's gzip bytes go out untouched; the dead letter holds the JSON they carry.
+    let json = V1_CAPTURE.as_bytes();
+    let mut c = libdeflater::Compressor::new(libdeflater::CompressionLvl::default());
+    let mut gz = vec![0; c.gzip_compress_bound(json.len())];
+    let n = c.gzip_compress(json, &mut gz).unwrap();
+    gz.truncate(n);
+    let mut p = IntakePayload::json(
+        Endpoint::SeriesV1,
+        json.to_vec(),
+        Some(ApiKey::new("k")),
+        1,
+        2,
+    );
+    p.wire_bytes = gz.len() as u64;
+    p.body = StoredBody {
+        format: BodyFormat::Gzip,
+        bytes: gz.clone(),
+    };
+    let st = run(spawn(&cfg), vec![(0, Egress::Payload(Arc::new(p)))]);
+    assert_eq!(srv.drain().len(), 1, "a 403 is not retried");
+    let s = &st[0];
+    assert_eq!(s.dropped(DropReason::Rejected), 2);
+    let store = s
+        .deadletter
+        .get()
+        .expect("a datadog sink with state_dir keeps dead letters");
+    assert_eq!(store.dir(), state.path().join("deadletter").join("dd"));
+    let (entries, _) = store.read(10, usize::MAX).unwrap();
+    assert_eq!(entries.len(), 1);
+    let e = &entries[0];
+    assert_eq!(e["status"], 403);
+    assert_eq!(e["values"], 2);
+    assert_eq!(e["request"], format!("POST {}/api/v1/series", srv.url()));
+    assert_eq!(
+        e["request_body"], V1_CAPTURE,
+        "the JSON, decoded from the client's gzip"
+    );
+    assert_eq!(e["request_bytes"], json.len());
+    let text = serde_json::to_string(e).unwrap();
+    assert!(!text.contains("dd-key-dead-5150"), "{text}");
+    assert!(
+        e["response"]
+            .as_str()
+            .unwrap()
+            .contains("API key <redacted> is invalid"),
+        "{e:#}"
+    );
+    let c = store.counts();
+    assert_eq!((c.written_entries, c.written_values), (1, 2));
+}

@@ -266,3 +266,38 @@ fn statsd_batches_carry_the_token_and_gzip() {
     );
     assert_eq!(SinkStats::get(&st[0].values_delivered), 2);
 }
+
+#[test]
+fn a_refused_protobuf_request_is_a_dead_letter_in_base64() {
+    use base64::Engine as _;
+    let srv = server()
+        .default_reply(Reply::status(400).body("\"invalid datapoint\""))
+        .start();
+    let state = tempfile::tempdir().unwrap();
+    let toml = format!(
+        "state_dir = \"{}\"\n[sinks.sfx]\ntype = \"signalfx\"\nendpoint = \"{}\"\nmax_in_flight = 1\n\
+         encoding = \"protobuf\"\ndeadletter_max_bytes = 65536\n",
+        state.path().display(),
+        srv.url()
+    );
+    let cfg = config(&toml, &["sfx"]);
+    let st = run(spawn(&cfg), vec![(0, batch(3))]);
+    let sent = srv.drain();
+    assert_eq!(sent.len(), 1);
+    let s = &st[0];
+    assert_eq!(s.dropped(DropReason::Rejected), 3);
+    let (entries, _) = s.deadletter.get().unwrap().read(10, usize::MAX).unwrap();
+    assert_eq!(entries.len(), 1);
+    let e = &entries[0];
+    assert_eq!(e["status"], 400);
+    assert_eq!(e["response"], "\"invalid datapoint\"");
+    assert_eq!(e["content_type"], "application/x-protobuf");
+    assert_eq!(e["values"], 3);
+    let kept = base64::engine::general_purpose::STANDARD
+        .decode(e["request_body_base64"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(
+        kept, sent[0].body,
+        "the protobuf as sent, before compression"
+    );
+}
