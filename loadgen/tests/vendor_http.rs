@@ -309,7 +309,7 @@ fn injected_failures_come_first_then_requests_succeed() {
     assert_eq!(status, 200);
     assert_eq!(
         serde_json::from_str::<Value>(&text).unwrap(),
-        json!({"fail_status": 429, "fail_count": 1, "retry_after": 1, "delay_ms": 0})
+        json!({"fail_status": 429, "fail_count": 1, "retry_after": 1, "delay_ms": 0, "fail_every": 0})
     );
     let (status, retry_after, _) = vendor.post("/api/v1/series", &headers, body);
     assert_eq!((status, retry_after.as_deref()), (429, Some("1")));

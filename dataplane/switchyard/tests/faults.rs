@@ -25,6 +25,7 @@ mod faults {
     mod disk;
     #[cfg(feature = "kafka")]
     mod kafka;
+    mod kill;
     mod kinesis;
     mod slow;
     mod vendor;
