@@ -222,11 +222,19 @@ struct BreakerState {
 #[derive(Debug, Default)]
 pub struct Breaker {
     state: Mutex<BreakerState>,
+    /// Items that reached the vendor ([`Breaker::success`] calls): a waiting redelivery
+    /// retries at once when it moves.
+    successes: std::sync::atomic::AtomicU64,
 }
 
 impl Breaker {
     fn lock(&self) -> std::sync::MutexGuard<'_, BreakerState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Items that reached the vendor so far.
+    pub fn successes(&self) -> u64 {
+        self.successes.load(Ordering::Relaxed)
     }
 
     /// Whether the circuit is open at `now` (the next item would be spilled, not sent),
@@ -252,6 +260,7 @@ impl Breaker {
     /// Records that an item reached the vendor (some value delivered, or nothing failed
     /// retryably): the circuit closes.
     pub fn success(&self, stats: &SinkStats) {
+        self.successes.fetch_add(1, Ordering::Relaxed);
         let mut s = self.lock();
         if s.open_until.is_some() {
             tracing::info!("the vendor takes data again: circuit closed");

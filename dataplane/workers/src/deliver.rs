@@ -136,6 +136,8 @@ pub struct Delivery {
     decoder: StreamDecoder,
     limits: PayloadLimits,
     scope: HashScope,
+    /// Time spent in the sinks (sending) since [`Delivery::take_busy`] last read it.
+    busy: Duration,
 }
 
 impl Delivery {
@@ -158,7 +160,14 @@ impl Delivery {
             decoder: StreamDecoder::default(),
             limits,
             scope: HashScope::all(),
+            busy: Duration::ZERO,
         }
+    }
+
+    /// Time spent sending (in the sinks' `handle`) since the last call: what a worker's
+    /// `share` paces, without the time it waited for a circuit or a backoff.
+    pub fn take_busy(&mut self) -> Duration {
+        std::mem::take(&mut self.busy)
     }
 
     /// Delivers only the series whose partition hash lies in `start..=end` (a Kinesis
@@ -234,7 +243,9 @@ impl Delivery {
                         *tried = true;
                     }
                     ctx.begin_item();
+                    let sending = Instant::now();
                     t.sink.handle(p, &ctx);
+                    self.busy += sending.elapsed();
                     let tally = ctx.item_tally();
                     *left = tally.dropped_retryable > 0;
                     if *left && tally.delivered == 0 {
@@ -261,7 +272,28 @@ impl Delivery {
             }
             tracing::warn!(worker = %self.worker, at = %at, wait_ms = wait.as_millis() as u64,
                 "a sink could not take a record; sending it again after a pause");
-            pause(wait, stop);
+            // The pause ends early once a sink's live traffic got through (its breaker
+            // saw a success): the vendor takes data again.
+            let seen: Vec<u64> = self
+                .targets
+                .iter()
+                .map(|t| t.stats.breaker.successes())
+                .collect();
+            let until = Instant::now() + wait;
+            while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+                let recovered = self
+                    .targets
+                    .iter()
+                    .zip(&seen)
+                    .any(|(t, s)| t.stats.breaker.successes() != *s);
+                if recovered {
+                    break;
+                }
+                pause(
+                    CIRCUIT_POLL.min(until.saturating_duration_since(Instant::now())),
+                    stop,
+                );
+            }
             wait = (wait * 2).min(REDELIVER_CAP);
         }
     }

@@ -8,7 +8,8 @@
 //! they were read are logged with their count. At shutdown the worker delivers what is
 //! durable in the log, commits and exits; at the deadline the in-flight record is abandoned
 //! uncommitted. With `share` below 1 it pauses after each record in proportion to the time
-//! the record took, so it spends at most that share of its time delivering (a spilling
+//! spent sending it (not the time spent waiting for a vendor to come back), so it spends at
+//! most that share of its sending time delivering (a spilling
 //! sink's spool replay runs this way with the sink's `replay_share`).
 //!
 //! Metrics: [`WorkerStats`] (`records_read`, `lag`, `committed`).
@@ -41,7 +42,8 @@ pub struct LogWorker {
     /// Records per read at most.
     pub max_records: usize,
     /// Share of its time spent delivering (`share`; a spool replay: the sink's
-    /// `replay_share`): after each record it pauses `took * (1 - share) / share`.
+    /// `replay_share`): after each record it pauses `sent * (1 - share) / share`, `sent`
+    /// being the time spent sending it (not waiting).
     pub share: f64,
     /// Raised at shutdown: deliver what is durable, then exit.
     pub stop: Arc<AtomicBool>,
@@ -144,13 +146,15 @@ impl LogWorker {
             add(&self.stats.records_read, batch.len() as u64);
             let mut done_to = next;
             for rec in batch.iter() {
-                let started = std::time::Instant::now();
                 match self.delivery.deliver(&rec.offset, rec.payload, &self.abort) {
                     Outcome::Done => done_to = rec.offset + 1,
                     Outcome::Aborted => break,
                 }
+                // Paced by the time spent sending, not the time spent waiting for the
+                // vendor to come back.
+                let sent = self.delivery.take_busy();
                 if self.share < 1.0 {
-                    let rest = started.elapsed().mul_f64((1.0 - self.share) / self.share);
+                    let rest = sent.mul_f64((1.0 - self.share) / self.share);
                     pause(rest.min(REDELIVER_CAP), &self.abort);
                 }
             }
