@@ -17,7 +17,8 @@
 //!
 //! [`Breaker`]: after [`FAILURES_TO_OPEN`] items in a row whose values all failed
 //! retryably, the circuit opens for [`OPEN_BASE`] (doubling on each failed probe up to
-//! [`OPEN_CAP`]); while open, items go straight to the spool without a request; when the
+//! [`OPEN_CAP`], each period jittered into its upper half so probes do not lock onto a vendor
+//! that fails periodically); while open, items go straight to the spool without a request; when the
 //! period ends one item is let through as a probe, and its success closes the circuit.
 //!
 //! Metrics (via [`SinkStats`]): `switchyard_sink_circuit_open` (gauge, 0 or 1),
@@ -272,13 +273,20 @@ impl Breaker {
     /// Records an item whose values all failed retryably (`probe`: it was the probe).
     pub fn failure(&self, now: Instant, probe: bool, stats: &SinkStats) {
         let mut s = self.lock();
-        if probe || s.open_until.is_some() {
+        if probe {
+            // The next period is jittered (uniform in its upper half), so probes do not
+            // lock onto a vendor that fails periodically.
             s.probing = false;
             s.opens = s.opens.saturating_add(1);
             let wait = OPEN_BASE
                 .saturating_mul(1u32 << s.opens.min(16))
                 .min(OPEN_CAP);
+            let wait = wait.mul_f64(rand::Rng::gen_range(&mut rand::thread_rng(), 0.5..=1.0));
             s.open_until = Some(now + wait);
+            return;
+        }
+        if s.open_until.is_some() {
+            // An item sent before the circuit opened failed too: nothing new.
             return;
         }
         s.failures += 1;
@@ -328,9 +336,15 @@ mod tests {
         // While the probe is out the circuit counts as open.
         assert!(b.is_open(later));
         assert_eq!(b.gate(later), Gate::Open);
-        // A failed probe opens it for longer.
+        // An item sent before the circuit opened that fails now changes nothing.
+        b.failure(later, false, &st);
+        assert_eq!(b.gate(later), Gate::Open);
+        // A failed probe opens it for longer: 10 s, jittered into 5 to 10 s.
         b.failure(later, true, &st);
-        assert_eq!(b.gate(later + OPEN_BASE), Gate::Open);
+        assert_eq!(
+            b.gate(later + OPEN_BASE / 2 - Duration::from_millis(1)),
+            Gate::Open
+        );
         let probe_at = later + OPEN_BASE * 2;
         assert_eq!(b.gate(probe_at), Gate::Probe);
         b.success(&st);
@@ -356,6 +370,15 @@ mod tests {
             now += wait;
             b.failure(now, true, &st);
         }
-        assert_eq!(waits, [5, 10, 20, 40, 60, 60]);
+        // The first period is exact; after each failed probe it doubles up to the cap,
+        // jittered into its upper half (whole seconds here: the first probe-able second).
+        assert_eq!(waits[0], 5);
+        for (got, full) in waits[1..].iter().zip([10, 20, 40, 60, 60]) {
+            assert!(
+                (full / 2..=full).contains(got),
+                "{got} s not in [{}, {full}]: {waits:?}",
+                full / 2
+            );
+        }
     }
 }
