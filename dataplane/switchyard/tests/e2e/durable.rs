@@ -4,20 +4,12 @@
 //! within `durable_timeout`, is answered `503` with `Retry-After`. Other routes answer once
 //! queued.
 
-use super::harness::{http_post, Instance, Options, RawResponse, Vendor};
+use super::harness::{post_gauge, Instance, Options, RawResponse, Vendor};
 use serde_json::Value;
 use std::path::PathBuf;
 
 fn post(sy: &Instance, metric: &str, value: u32) -> RawResponse {
-    let body = format!(
-        "{{\"series\":[{{\"metric\":\"{metric}\",\"points\":[[1700000000,{value}]],\"type\":\"gauge\"}}]}}"
-    );
-    http_post(
-        sy.http,
-        "/api/v1/series",
-        &["DD-API-KEY: k", "Content-Type: application/json"],
-        body.as_bytes(),
-    )
+    post_gauge(sy.http, metric, value)
 }
 
 /// Routes: `d.*` durable, `p.*` plain, both to `dd`.

@@ -550,16 +550,22 @@ pub fn http_raw(port: u16, request: &[u8], n: usize) -> Vec<RawResponse> {
 /// Posts one Datadog v1 gauge point (`metric`, value `value`) to the intake with key `k`;
 /// asserts it was accepted (202).
 pub fn post_point(port: u16, metric: &str, value: u32) {
+    let r = post_gauge(port, metric, value);
+    assert_eq!(r.status, 202, "{}", r.body);
+}
+
+/// Posts one Datadog v1 gauge point (`metric`, value `value`) to the intake with key `k` and
+/// returns the answer.
+pub fn post_gauge(port: u16, metric: &str, value: u32) -> RawResponse {
     let body = format!(
         "{{\"series\":[{{\"metric\":\"{metric}\",\"points\":[[1700000000,{value}]],\"type\":\"gauge\"}}]}}"
     );
-    let r = http_post(
+    http_post(
         port,
         "/api/v1/series",
         &["DD-API-KEY: k", "Content-Type: application/json"],
         body.as_bytes(),
-    );
-    assert_eq!(r.status, 202, "{}", r.body);
+    )
 }
 
 pub fn http_post(port: u16, path: &str, headers: &[&str], body: &[u8]) -> RawResponse {

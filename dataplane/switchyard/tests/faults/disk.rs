@@ -5,7 +5,7 @@
 //! vendor is back, everything that was answered `202` is delivered, except values counted
 //! `spool_full` (the item a worker held when the spool filled), and the ledger balances.
 
-use crate::harness::{http_post, send_raw, Instance, Options, Vendor};
+use crate::harness::{post_gauge, send_raw, Instance, Options, Vendor};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -21,15 +21,7 @@ fn dropped(sy: &Instance, reason: &str) -> f64 {
 }
 
 fn post(sy: &Instance, value: u32) -> crate::harness::RawResponse {
-    let body = format!(
-        "{{\"series\":[{{\"metric\":\"disk.p\",\"points\":[[1700000000,{value}]],\"type\":\"gauge\"}}]}}"
-    );
-    http_post(
-        sy.http,
-        "/api/v1/series",
-        &["DD-API-KEY: k", "Content-Type: application/json"],
-        body.as_bytes(),
-    )
+    post_gauge(sy.http, "disk.p", value)
 }
 
 fn delivered(v: &Value) -> BTreeSet<u32> {

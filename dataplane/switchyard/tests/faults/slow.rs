@@ -7,7 +7,7 @@
 //! ledger balances (`received = delivered + spilled`, nothing else dropped, nothing in
 //! flight).
 
-use crate::harness::{http_post, send_raw, Instance, Options, Vendor};
+use crate::harness::{post_gauge, send_raw, Instance, Options, Vendor};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -58,15 +58,7 @@ fn a_vendor_slow_for_5s_per_request_spills_the_backlog_and_the_intake_keeps_acce
     for i in 0..total {
         // Answered 202 (asserted), though the vendor takes 5 s per request. A counter
         // increment adds 1 to the vendor's value sum (a per-second rate, 1 s flushes).
-        let body = format!(
-            "{{\"series\":[{{\"metric\":\"slow.p\",\"points\":[[1700000000,{i}]],\"type\":\"gauge\"}}]}}"
-        );
-        let r = http_post(
-            sy.http,
-            "/api/v1/series",
-            &["DD-API-KEY: k", "Content-Type: application/json"],
-            body.as_bytes(),
-        );
+        let r = post_gauge(sy.http, "slow.p", i);
         assert_eq!(
             r.status,
             202,
