@@ -21,6 +21,37 @@
 #[path = "e2e/harness.rs"]
 mod harness;
 
+/// Readings shared by the fault tests (the sink under test is always `dd`).
+mod support {
+    use crate::harness::Instance;
+    use serde_json::Value;
+
+    /// A per-sink family's value for sink `dd`.
+    pub fn sink(sy: &Instance, family: &str) -> f64 {
+        sy.metric(&format!("{family}{{sink=\"dd\"}}"))
+    }
+
+    /// `dd`'s dropped values for `reason`.
+    pub fn dropped(sy: &Instance, reason: &str) -> f64 {
+        sy.metric(&format!(
+            "switchyard_sink_dropped_values_total{{sink=\"dd\",reason=\"{reason}\"}}"
+        ))
+    }
+
+    /// The point values the vendor kept for `metric` (`--keep-values`), in arrival order.
+    pub fn kept_values(stats: &Value, metric: &str) -> Vec<u32> {
+        stats["metrics"][metric]["values"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_f64)
+                    .map(|x| x as u32)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
 mod faults {
     mod disk;
     #[cfg(feature = "kafka")]

@@ -6,34 +6,12 @@
 //! `spool_full` (the item a worker held when the spool filled), and the ledger balances.
 
 use crate::harness::{post_gauge, send_raw, Instance, Options, Vendor};
-use serde_json::Value;
+use crate::support::{dropped, kept_values, sink};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-fn sink(sy: &Instance, family: &str) -> f64 {
-    sy.metric(&format!("{family}{{sink=\"dd\"}}"))
-}
-
-fn dropped(sy: &Instance, reason: &str) -> f64 {
-    sy.metric(&format!(
-        "switchyard_sink_dropped_values_total{{sink=\"dd\",reason=\"{reason}\"}}"
-    ))
-}
-
 fn post(sy: &Instance, value: u32) -> crate::harness::RawResponse {
     post_gauge(sy.http, "disk.p", value)
-}
-
-fn delivered(v: &Value) -> BTreeSet<u32> {
-    v["metrics"]["disk.p"]["values"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_f64)
-                .map(|x| x as u32)
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[test]
@@ -105,7 +83,7 @@ fn with_the_vendor_down_and_the_spool_full_the_intake_pushes_back_and_nothing_ac
     let until = Instant::now() + Duration::from_secs(90);
     loop {
         let s = vendor.stats();
-        let got = delivered(&s);
+        let got: BTreeSet<u32> = kept_values(&s, "disk.p").into_iter().collect();
         let received = sink(&sy, "switchyard_sink_received_values_total");
         let done = sink(&sy, "switchyard_sink_delivered_values_total");
         let spilled = dropped(&sy, "spilled");

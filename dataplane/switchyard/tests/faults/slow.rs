@@ -8,31 +8,9 @@
 //! flight).
 
 use crate::harness::{post_gauge, send_raw, Instance, Options, Vendor};
-use serde_json::Value;
+use crate::support::{dropped, kept_values, sink};
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
-
-fn sink(sy: &Instance, family: &str) -> f64 {
-    sy.metric(&format!("{family}{{sink=\"dd\"}}"))
-}
-
-fn dropped(sy: &Instance, reason: &str) -> f64 {
-    sy.metric(&format!(
-        "switchyard_sink_dropped_values_total{{sink=\"dd\",reason=\"{reason}\"}}"
-    ))
-}
-
-fn point_values(v: &Value) -> Vec<u32> {
-    v["metrics"]["slow.p"]["values"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_f64)
-                .map(|x| x as u32)
-                .collect()
-        })
-        .unwrap_or_default()
-}
 
 #[test]
 fn a_vendor_slow_for_5s_per_request_spills_the_backlog_and_the_intake_keeps_accepting() {
@@ -86,7 +64,7 @@ fn a_vendor_slow_for_5s_per_request_spills_the_backlog_and_the_intake_keeps_acce
     let until = Instant::now() + Duration::from_secs(90);
     loop {
         let s = vendor.stats();
-        let got: BTreeSet<u32> = point_values(&s).into_iter().collect();
+        let got: BTreeSet<u32> = kept_values(&s, "slow.p").into_iter().collect();
         let counted = s["metrics"]["slow.c"]["value_sum"].as_f64().unwrap_or(0.0);
         let received = sink(&sy, "switchyard_sink_received_values_total");
         let delivered = sink(&sy, "switchyard_sink_delivered_values_total");
@@ -101,7 +79,11 @@ fn a_vendor_slow_for_5s_per_request_spills_the_backlog_and_the_intake_keeps_acce
             assert_eq!(got.len() as u32, total, "every point delivered: {s:#}");
             // Whole items are spilled from the queue, never after a partial delivery:
             // exactly once.
-            assert_eq!(point_values(&s).len() as u32, total, "no duplicate: {s:#}");
+            assert_eq!(
+                kept_values(&s, "slow.p").len() as u32,
+                total,
+                "no duplicate: {s:#}"
+            );
             assert_eq!(
                 counted,
                 f64::from(total),

@@ -5,19 +5,10 @@
 //! in flight).
 
 use crate::harness::{post_point, Instance, Options, Vendor};
+use crate::support::{dropped, kept_values, sink};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
-
-fn sink(sy: &Instance, family: &str) -> f64 {
-    sy.metric(&format!("{family}{{sink=\"dd\"}}"))
-}
-
-fn dropped(sy: &Instance, reason: &str) -> f64 {
-    sy.metric(&format!(
-        "switchyard_sink_dropped_values_total{{sink=\"dd\",reason=\"{reason}\"}}"
-    ))
-}
 
 /// Payloads `from..to`, one point each, metric `fault.p`, value i, 30 ms apart.
 fn post(sy: &Instance, from: u32, to: u32) {
@@ -25,18 +16,6 @@ fn post(sy: &Instance, from: u32, to: u32) {
         post_point(sy.http, "fault.p", i);
         std::thread::sleep(Duration::from_millis(30));
     }
-}
-
-fn delivered_values(v: &Vendor) -> BTreeSet<u32> {
-    v.stats()["metrics"]["fault.p"]["values"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_f64)
-                .map(|x| x as u32)
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// A statsd flush sent in 4 requests (10 series each) to a vendor failing every second
@@ -138,7 +117,9 @@ fn a_vendor_failing_in_turns_loses_nothing_it_could_take_and_the_ledger_balances
     // Every value is delivered or rejected, and nothing stays in flight.
     let until = Instant::now() + Duration::from_secs(90);
     loop {
-        let got = delivered_values(&vendor);
+        let got: BTreeSet<u32> = kept_values(&vendor.stats(), "fault.p")
+            .into_iter()
+            .collect();
         let rejected = dropped(&sy, "rejected");
         let received = sink(&sy, "switchyard_sink_received_values_total");
         let delivered = sink(&sy, "switchyard_sink_delivered_values_total");
