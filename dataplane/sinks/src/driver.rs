@@ -17,7 +17,13 @@
 //! A sink with `spill = true` ([`crate::spool`]): its workers hold a spool writer, the `Ctx`
 //! defers retryable drops (`retries_exhausted`, `shutdown`) and the worker writes the item to
 //! the spool instead (`spilled`); while the sink's circuit is open, or past the shutdown
-//! deadline, items go to the spool without a request.
+//! deadline, items go to the spool without a request, and while it is open with the spool
+//! full nothing is taken off the queue (the intake pushes back). Its [`SPILLERS`] spiller
+//! threads move the oldest items of a half-full queue to the spool (a slow vendor).
+//!
+//! A payload of a `durable = true` route carries a `Durability`: each worker (or spiller)
+//! reports after handling it whether its values are durable (delivered or spooled), which
+//! is when the intake answers.
 //!
 //! A sink that delivers several items together (the Kinesis sink's `linger`) takes the
 //! following queued items itself with [`Ctx::next_item`] while it handles one: they count as
@@ -601,7 +607,7 @@ impl Worker {
 /// up with a faster intake than one would.
 pub const SPILLERS: usize = crate::sink::local_log::WRITERS;
 
-/// How often a [`Spiller`] looks at its queue.
+/// How often a spiller looks at its queue.
 pub const SPILL_POLL: Duration = Duration::from_millis(10);
 
 /// A spilling sink's queue is backlogged from half full (in items or in payload bytes): its

@@ -63,6 +63,8 @@
 //! - `switchyard_sink_retries_total`;
 //! - `switchyard_sink_queue_depth_batches`, `switchyard_sink_queue_capacity_batches` (queue
 //!   items: batches and payloads);
+//! - `switchyard_sink_replayed_values_total`: values stream workers handed the sink directly
+//!   (its spool's replay), counted in received too;
 //! - dead letters (HTTP vendor sinks with a `state_dir`, see [`deadletter`]):
 //!   `switchyard_sink_deadletter_entries_total`, `switchyard_sink_deadletter_values_total`,
 //!   `switchyard_sink_deadletter_bytes`, `switchyard_sink_deadletter_evicted_entries_total`.

@@ -270,14 +270,24 @@ impl BodyDecoder {
     /// [`BodyError::TooLarge`] past the limit, [`BodyError::Corrupt`] (encoding `lz4`) for a
     /// bad or truncated frame.
     pub fn decode_lz4_frame(&mut self, body: &[u8]) -> Result<&mut [u8], BodyError> {
+        self.read_capped(lz4_flex::frame::FrameDecoder::new(body), "lz4")
+    }
+
+    /// Reads a streaming decoder into the output buffer through `Read::take(limit + 1)`:
+    /// [`BodyError::TooLarge`] once it passes the limit, [`BodyError::Corrupt`] (as
+    /// `encoding`) when the stream fails.
+    fn read_capped(
+        &mut self,
+        dec: impl Read,
+        encoding: &'static str,
+    ) -> Result<&mut [u8], BodyError> {
         let limit = self.limit;
-        let dec = lz4_flex::frame::FrameDecoder::new(body);
         let mut capped = dec.take(limit as u64 + 1);
         self.out.clear();
         let mut chunk = [0u8; 16 * 1024];
         loop {
             let n = capped.read(&mut chunk).map_err(|e| BodyError::Corrupt {
-                encoding: "lz4",
+                encoding,
                 detail: e.to_string(),
             })?;
             if n == 0 {
@@ -320,20 +330,7 @@ impl BodyDecoder {
                 };
                 let src: &[u8] = body;
                 let dec = ruzstd::decoding::StreamingDecoder::new(src).map_err(|e| corrupt(&e))?;
-                let mut capped = dec.take(limit as u64 + 1);
-                self.out.clear();
-                let mut chunk = [0u8; 16 * 1024];
-                loop {
-                    let n = capped.read(&mut chunk).map_err(|e| corrupt(&e))?;
-                    if n == 0 {
-                        break;
-                    }
-                    self.out.extend_from_slice(&chunk[..n]);
-                    if self.out.len() > limit {
-                        return Err(BodyError::TooLarge { limit });
-                    }
-                }
-                Ok(&mut self.out[..])
+                self.read_capped(dec, Encoding::Zstd.name())
             }
         }
     }
