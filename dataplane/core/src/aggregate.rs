@@ -16,8 +16,11 @@ pub mod key;
 pub mod store;
 pub mod timer;
 
-pub use interval::{Consolidated, GaugeDialect, IntervalAggregator, LineContext, Partials};
-pub use key::{HostSource, KeyBuilder, SeriesId, SeriesKey};
+pub use interval::{
+    Consolidated, FeedOutcome, GaugeDialect, GaugePartial, IntervalAggregator, LineContext,
+    Partials,
+};
+pub use key::{member_hash, HostSource, KeyBuilder, SeriesId, SeriesKey};
 pub use store::{FlushStats, OwnerStore, Percentile};
 
 /// One series in a table: its cached hash, its key and its value.

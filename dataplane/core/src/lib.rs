@@ -1,5 +1,5 @@
 //! Pure core of Switchyard: the metric model, the statsd/DogStatsD codec, gostatsd-compatible
-//! aggregation, wire encoders, HTTP body decoding and Datadog payload parsing (`intake`),
+//! aggregation, the forwarder-to-aggregator format (`forward`), wire encoders, HTTP body decoding and Datadog payload parsing (`intake`),
 //! Datadog -> SignalFx translation (`translate`), the configuration schema, and the
 //! bounded-memory statistics the control plane reads (`topk`, `distinct`).
 //!
@@ -12,6 +12,7 @@ pub mod config;
 pub mod distinct;
 pub mod egress;
 pub mod encode;
+pub mod forward;
 pub mod intake;
 pub mod model;
 pub mod route;

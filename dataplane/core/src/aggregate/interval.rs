@@ -5,7 +5,7 @@
 //! (buffered timer samples); lines over either cap are rejected with
 //! [`LineError::SeriesLimit`] / [`LineError::TimerValuesLimit`] and counted by the caller.
 
-use super::key::{HostSource, KeyBuilder, SeriesId};
+use super::key::{member_hash, HostSource, KeyBuilder, SeriesId};
 use super::{owner_of, Entry};
 use crate::statsd::{LineError, MetricKind, MetricLine};
 use hashbrown::hash_table::Entry as Slot;
@@ -31,6 +31,38 @@ pub struct GaugePartial {
     pub abs_at: u64,
     /// Sum of deltas seen after `abs` (or this interval, if there is no `abs`).
     pub delta: f64,
+    /// Deltas of other shards' partials that saw no absolute value, merged in by
+    /// [`Partials::absorb`]: they apply on top of whichever absolute value wins, as in
+    /// [`OwnerStore::merge`](super::OwnerStore::merge). Always 0 when `abs` is `None`
+    /// (such deltas are in `delta`) and on a partial straight from an aggregator.
+    pub other_delta: f64,
+}
+
+impl GaugePartial {
+    /// Folds `later` (merged after `self`) into `self` exactly as [`OwnerStore`] would
+    /// merge the two one after the other: the newest absolute value wins (`later` on a tie)
+    /// with the deltas that followed it; deltas from partials without an absolute value
+    /// always count.
+    ///
+    /// [`OwnerStore`]: super::OwnerStore
+    pub fn absorb(&mut self, later: GaugePartial) {
+        match (self.abs, later.abs) {
+            (None, None) => self.delta += later.delta + later.other_delta,
+            (Some(_), None) => self.other_delta += later.delta + later.other_delta,
+            (None, Some(_)) => {
+                let free = self.delta + self.other_delta;
+                *self = later;
+                self.other_delta += free;
+            }
+            (Some(_), Some(_)) => {
+                let other = self.other_delta + later.other_delta;
+                if later.abs_at >= self.abs_at {
+                    *self = later;
+                }
+                self.other_delta = other;
+            }
+        }
+    }
 }
 
 /// A timer's partial: raw values and the sample-rate-scaled count.
@@ -42,9 +74,11 @@ pub struct TimerPartial {
     pub sampled_count: f64,
 }
 
-/// Distinct set members, stored as their 64-bit hashes. They are already well-mixed hashes,
-/// so the table does not hash them again.
-pub type MemberSet = HashSet<u64, nohash_hasher::BuildNoHashHasher<u64>>;
+/// Distinct set members, stored as their 64-bit hashes ([`member_hash`](super::key::member_hash),
+/// the same in every process, so forwarders' sets union exactly). Member hashes use a fixed
+/// seed that anyone can compute, so the table hashes them again with a per-table random key:
+/// members chosen to collide in the table's buckets cannot degrade it (hash flooding).
+pub type MemberSet = HashSet<u64, foldhash::fast::RandomState>;
 
 /// A set's partial: hashes of the distinct members.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -67,6 +101,28 @@ pub struct Partials {
 }
 
 impl Partials {
+    /// Merges `other` into `self`, one entry per series (same `hash` and `check`): counters
+    /// summed, gauges as [`GaugePartial::absorb`] (the newest absolute value wins, `other`'s on
+    /// a tie), timer values appended and counts added, sets unioned, line counts added.
+    /// Entries new to `self` are moved, not copied. The result merges into an
+    /// [`OwnerStore`](super::OwnerStore) exactly as `self` then `other` would have.
+    pub fn absorb(&mut self, other: Partials) {
+        absorb_entries(&mut self.counters, other.counters, |a, b| *a += b);
+        absorb_entries(&mut self.gauges, other.gauges, GaugePartial::absorb);
+        absorb_entries(&mut self.timers, other.timers, |a, b| {
+            a.values.extend_from_slice(&b.values);
+            a.sampled_count += b.sampled_count;
+        });
+        absorb_entries(&mut self.sets, other.sets, |a, b| {
+            if a.members.len() < b.members.len() {
+                let small = std::mem::replace(&mut a.members, b.members);
+                a.members.extend(small);
+            } else {
+                a.members.extend(b.members);
+            }
+        });
+    }
+
     /// Number of series in this part.
     pub fn len(&self) -> usize {
         self.counters.len() + self.gauges.len() + self.timers.len() + self.sets.len()
@@ -74,6 +130,74 @@ impl Partials {
     /// Whether this part is empty.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+fn absorb_entries<V>(
+    into: &mut Vec<Entry<V>>,
+    from: Vec<Entry<V>>,
+    mut merge: impl FnMut(&mut V, V),
+) {
+    if from.is_empty() {
+        return;
+    }
+    if into.is_empty() {
+        *into = from;
+        return;
+    }
+    // Index of `into` by series id; entries of one table never repeat a series.
+    let mut index: HashTable<usize> = HashTable::with_capacity(into.len());
+    for (i, e) in into.iter().enumerate() {
+        index.insert_unique(e.hash, i, |&j| into.get(j).map_or(0, |e| e.hash));
+    }
+    for e in from {
+        let found = index
+            .find(e.hash, |&j| {
+                into.get(j)
+                    .is_some_and(|x| x.hash == e.hash && x.check == e.check)
+            })
+            .copied();
+        match found.and_then(|j| into.get_mut(j)) {
+            Some(x) => {
+                x.samples = x.samples.saturating_add(e.samples);
+                merge(&mut x.val, e.val);
+            }
+            None => {
+                let j = into.len();
+                let h = e.hash;
+                into.push(e);
+                index.insert_unique(h, j, |&k| into.get(k).map_or(0, |e| e.hash));
+            }
+        }
+    }
+}
+
+/// What feeding a batch of consolidated series (a forwarder's request) into an
+/// [`IntervalAggregator`] did, for the caller's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FeedOutcome {
+    /// Series folded into the aggregator.
+    pub ok: u64,
+    /// Series rejected, by [`LineError::index`].
+    pub rejected: [u64; LineError::COUNT],
+}
+
+impl FeedOutcome {
+    /// Series rejected for any reason.
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.iter().sum()
+    }
+
+    /// Counts one series' result.
+    pub fn record(&mut self, r: Result<(), LineError>) {
+        match r {
+            Ok(()) => self.ok += 1,
+            Err(e) => {
+                if let Some(slot) = self.rejected.get_mut(e.index()) {
+                    *slot += 1;
+                }
+            }
+        }
     }
 }
 
@@ -91,8 +215,9 @@ pub struct LineContext<'a> {
     pub scope: u8,
 }
 
-/// A series value already consolidated by a forwarder (gostatsd's `/v2/raw`), folded in as
-/// is: nothing is scaled by a sample rate again.
+/// A series value already consolidated by a forwarder (gostatsd's `/v2/raw`, Switchyard's
+/// [`forward`](crate::forward) format), folded in as is: nothing is scaled by a sample rate
+/// again.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Consolidated<'a> {
     /// A count with sample rates already applied; added to the interval's sum.
@@ -109,6 +234,16 @@ pub enum Consolidated<'a> {
     },
     /// Distinct set members.
     Set(&'a [String]),
+    /// A gauge's interval partial (Etsy deltas kept): with `abs`, as the lines `abs|g` then
+    /// `+delta|g` (the absolute value seen at `now_ns`); without, as `+delta|g`.
+    GaugePartial {
+        /// Last absolute value, if any.
+        abs: Option<f64>,
+        /// Sum of the deltas after `abs` (or of all deltas without one).
+        delta: f64,
+    },
+    /// Distinct set members as their [`member_hash`](super::key::member_hash)es.
+    MemberHashes(&'a [u64]),
 }
 
 /// The shard-local aggregator for the current interval.
@@ -229,7 +364,7 @@ impl IntervalAggregator {
                 }
             }
             MetricKind::Set => {
-                let member = self.keys.hash_member(line.raw_values);
+                let member = member_hash(line.raw_values);
                 let keys = &self.keys;
                 let s = slot(&mut self.sets, keys, id, n, max)?;
                 s.members.insert(member);
@@ -260,6 +395,11 @@ impl IntervalAggregator {
         }
         match value {
             Consolidated::Counter(v) | Consolidated::Gauge(v) if !v.is_finite() => {
+                return Err(LineError::NonFiniteValue)
+            }
+            Consolidated::GaugePartial { abs, delta }
+                if !delta.is_finite() || abs.is_some_and(|a| !a.is_finite()) =>
+            {
                 return Err(LineError::NonFiniteValue)
             }
             Consolidated::Timer {
@@ -299,8 +439,22 @@ impl IntervalAggregator {
             }
             Consolidated::Set(members) => {
                 let s = slot(&mut self.sets, keys, id, n, max)?;
-                s.members
-                    .extend(members.iter().map(|m| keys.hash_member(m)));
+                s.members.extend(members.iter().map(|m| member_hash(m)));
+            }
+            Consolidated::GaugePartial { abs, delta } => {
+                let g = slot(&mut self.gauges, keys, id, n, max)?;
+                match abs {
+                    Some(a) => {
+                        g.abs = Some(a);
+                        g.abs_at = cx.now_ns;
+                        g.delta = delta;
+                    }
+                    None => g.delta += delta,
+                }
+            }
+            Consolidated::MemberHashes(members) => {
+                let s = slot(&mut self.sets, keys, id, n, max)?;
+                s.members.extend(members.iter().copied());
             }
         }
         Ok(())
@@ -532,6 +686,169 @@ mod tests {
             a.ingest_consolidated("t", "", timer(&[1.0], 1.0), c),
             Err(LineError::TimerValuesLimit)
         );
+    }
+
+    fn flushed(parts: Vec<Partials>) -> Vec<(String, f64)> {
+        let mut store = crate::aggregate::OwnerStore::new(&[50.0], 0);
+        for p in parts {
+            store.merge(p, 1);
+        }
+        let mut b = crate::model::SeriesBatch::new(1, 1.0);
+        store.flush(&mut b, 1);
+        let mut v: Vec<(String, f64)> = b
+            .iter()
+            .map(|s| {
+                (
+                    format!(
+                        "{}|{}|{}",
+                        s.name(),
+                        s.host(),
+                        s.tags().collect::<Vec<_>>().join(",")
+                    ),
+                    s.value(),
+                )
+            })
+            .collect();
+        v.sort_by(|x, y| x.0.cmp(&y.0));
+        v
+    }
+
+    #[test]
+    fn absorb_merges_like_the_owner_store() {
+        // Three shards' partials of the same series, gauges in every absolute/delta mix.
+        let shard = |now_ns: u64, ls: &[&str]| {
+            let mut a = IntervalAggregator::new(1, 64, 100, 100);
+            for l in ls {
+                let c = LineContext {
+                    now_ns,
+                    ..cx(GaugeDialect::Etsy)
+                };
+                a.ingest(&parse_metric(l.as_bytes()).unwrap(), c).unwrap();
+            }
+            a.drain_by_owner(1).pop().unwrap()
+        };
+        let parts = || {
+            vec![
+                shard(
+                    10,
+                    &[
+                        "c:1|c",
+                        "g:5|g",
+                        "g:+1|g",
+                        "h:+2|g",
+                        "t:1|ms",
+                        "s:a|s",
+                        "only1:1|c",
+                    ],
+                ),
+                shard(
+                    5,
+                    &[
+                        "c:2|c|@0.5",
+                        "g:+3|g",
+                        "h:7|g",
+                        "t:2:3|ms",
+                        "s:b|s",
+                        "s:a|s",
+                    ],
+                ),
+                shard(
+                    20,
+                    &[
+                        "c:3|c",
+                        "g:9|g",
+                        "g:-1|g",
+                        "h:+4|g",
+                        "k:+1|g",
+                        "k:+2|g",
+                        "t:4|ms|@0.25",
+                        "only3:u|s",
+                    ],
+                ),
+            ]
+        };
+        let want = flushed(parts());
+        let mut it = parts().into_iter();
+        let mut merged = it.next().unwrap();
+        for p in it {
+            merged.absorb(p);
+        }
+        assert_eq!(merged.len(), 8, "one entry per series");
+        let c = merged
+            .counters
+            .iter()
+            .find(|e| e.key.name() == "c")
+            .unwrap();
+        assert_eq!((c.val, c.samples), (8.0, 3));
+        let t = merged.timers.iter().find(|e| e.key.name() == "t").unwrap();
+        assert_eq!(t.val.values, vec![1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(t.val.sampled_count, 7.0);
+        let s = merged.sets.iter().find(|e| e.key.name() == "s").unwrap();
+        assert_eq!(s.val.members.len(), 2);
+        let got = flushed(vec![merged]);
+        assert_eq!(got, want);
+        // g: newest absolute 9 (at 20) with its -1, plus shard 2's free +3: 11.
+        assert!(got.contains(&("g|h|".to_string(), 11.0)), "{got:?}");
+        // h: 7 (the only absolute) plus the free deltas +2 and +4: 13.
+        assert!(got.contains(&("h|h|".to_string(), 13.0)), "{got:?}");
+    }
+
+    #[test]
+    fn gauge_absorb_is_order_sensitive_only_on_ties() {
+        let p = |abs: Option<f64>, abs_at, delta| GaugePartial {
+            abs,
+            abs_at,
+            delta,
+            other_delta: 0.0,
+        };
+        let mut a = p(Some(1.0), 5, 1.0);
+        a.absorb(p(Some(2.0), 5, 2.0));
+        assert_eq!(
+            (a.abs, a.delta, a.other_delta),
+            (Some(2.0), 2.0, 0.0),
+            "the later wins a tie"
+        );
+        let mut b = p(None, 0, 4.0);
+        b.absorb(p(Some(3.0), 1, 1.0));
+        b.absorb(p(Some(2.0), 0, 7.0));
+        assert_eq!(
+            (b.abs, b.abs_at, b.delta, b.other_delta),
+            (Some(3.0), 1, 1.0, 4.0)
+        );
+    }
+
+    #[test]
+    fn consolidated_gauge_partials_and_member_hashes() {
+        let mut a = IntervalAggregator::new(1, 64, 100, 100);
+        let c = cx(GaugeDialect::Dogstatsd);
+        let g = |abs, delta| Consolidated::GaugePartial { abs, delta };
+        a.ingest_consolidated("g", "", g(None, 2.0), c).unwrap();
+        a.ingest_consolidated("g", "", g(None, 1.0), c).unwrap();
+        a.ingest_consolidated("h", "", g(Some(4.0), 1.0), c)
+            .unwrap();
+        a.ingest_consolidated("h", "", g(None, 2.0), c).unwrap();
+        assert_eq!(
+            a.ingest_consolidated("h", "", g(Some(f64::NAN), 0.0), c),
+            Err(LineError::NonFiniteValue)
+        );
+        assert_eq!(
+            a.ingest_consolidated("h", "", g(None, f64::INFINITY), c),
+            Err(LineError::NonFiniteValue)
+        );
+        let hashes = [member_hash("a"), member_hash("b")];
+        a.ingest_consolidated("s", "", Consolidated::MemberHashes(&hashes), c)
+            .unwrap();
+        let names = ["b".to_string(), "c".to_string()];
+        a.ingest_consolidated("s", "", Consolidated::Set(&names), c)
+            .unwrap();
+        let p = a.drain_by_owner(1).pop().unwrap();
+        let gv = |n: &str| p.gauges.iter().find(|e| e.key.name() == n).unwrap().val;
+        assert_eq!((gv("g").abs, gv("g").delta), (None, 3.0));
+        assert_eq!(
+            (gv("h").abs, gv("h").abs_at, gv("h").delta),
+            (Some(4.0), 1, 3.0)
+        );
+        assert_eq!(p.sets[0].val.members.len(), 3);
     }
 
     #[test]

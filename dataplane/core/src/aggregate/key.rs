@@ -12,7 +12,19 @@
 //! output).
 
 use crate::statsd::LineError;
-use std::hash::BuildHasher;
+
+/// Seed of [`member_hash`]: fixed, so every process hashes a member the same way.
+const MEMBER_SEED: u64 = 0x5357_5953_4554_4d31; // "SWYSETM1"
+/// Seed of [`SeriesKey::stable_hash`]: fixed, so every process routes a series the same way.
+const STABLE_SEED: u64 = 0x5357_5953_4552_4931; // "SWYSERI1"
+
+/// The 64-bit hash a set stores for `member`: xxh3-64 with a fixed seed, the same in every
+/// process, so sets consolidated by different forwarders union exactly at an aggregator.
+/// Hash flooding is handled by the set's table, which hashes these again with a random key
+/// ([`MemberSet`](super::interval::MemberSet)).
+pub fn member_hash(member: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64_with_seed(member.as_bytes(), MEMBER_SEED)
+}
 
 /// A packed series key: `name ++ tags joined by ',' ++ host`, with the part lengths and
 /// the listener scope.
@@ -57,6 +69,18 @@ impl SeriesKey {
             .and_then(|s| std::str::from_utf8(s).ok())
             .unwrap_or("")
     }
+    /// A hash of the name, canonical tags and host that every process computes alike
+    /// (xxh3-64 with a fixed seed, the part lengths mixed in), for choosing an aggregator
+    /// ([`AggregatorRing`](crate::forward::AggregatorRing)). The listener scope is left out: a
+    /// forwarded series does not carry it. Not for hash tables fed by untrusted input (anyone
+    /// can compute it); [`KeyBuilder`]'s seeded [`SeriesId`] is.
+    pub fn stable_hash(&self) -> u64 {
+        let lens = (u64::from(self.name_len) << 32) | u64::from(self.tags_len);
+        xxhash_rust::xxh3::xxh3_64_with_seed(
+            &self.bytes,
+            STABLE_SEED ^ lens.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        )
+    }
     /// Heap bytes held by this key.
     pub fn heap_bytes(&self) -> usize {
         self.bytes.len()
@@ -67,7 +91,6 @@ impl SeriesKey {
 /// (the same on every shard, so `hash % shards` names one owner).
 #[derive(Debug, Clone)]
 pub struct KeyBuilder {
-    hasher: foldhash::fast::FixedState,
     buf: Vec<u8>,
     /// (8-byte big-endian prefix, start, end) of each tag: the prefix orders most tags
     /// without a byte-string comparison.
@@ -128,7 +151,6 @@ impl KeyBuilder {
     /// A builder hashing with `seed`.
     pub fn new(seed: u64, max_tags: usize) -> Self {
         Self {
-            hasher: foldhash::fast::FixedState::with_seed(seed),
             buf: Vec::with_capacity(256),
             tags: Vec::with_capacity(32),
             name_len: 0,
@@ -250,9 +272,9 @@ impl KeyBuilder {
         }
     }
 
-    /// Hashes a set member with the same seed.
+    /// Hashes a set member: [`member_hash`] (the same in every process, whatever the seed).
     pub fn hash_member(&self, member: &str) -> u64 {
-        self.hasher.hash_one(member)
+        member_hash(member)
     }
 }
 
@@ -327,6 +349,29 @@ mod tests {
         assert_eq!(std::mem::size_of::<SeriesKey>(), 24);
         let long = "x".repeat(70_000);
         assert_eq!(b.build(&long, "", HostSource::Tag), Err(LineError::TooLong));
+    }
+
+    #[test]
+    fn member_and_stable_hashes_do_not_depend_on_the_seed() {
+        let (mut a, mut b) = (KeyBuilder::new(1, 64), KeyBuilder::new(2, 64));
+        assert_eq!(a.hash_member("u1"), b.hash_member("u1"));
+        assert_ne!(member_hash("u1"), member_hash("u2"));
+        let (ha, ka) = key(&mut a, "m", "y,x", HostSource::Sender("h"));
+        let (hb, kb) = key(&mut b, "m", "x,y", HostSource::Sender("h"));
+        assert_ne!(ha, hb, "series ids are seeded");
+        assert_eq!(ka.stable_hash(), kb.stable_hash());
+        let scoped = {
+            b.build_scoped("m", "x,y", HostSource::Sender("h"), 3)
+                .unwrap();
+            b.to_key()
+        };
+        assert_eq!(
+            scoped.stable_hash(),
+            ka.stable_hash(),
+            "scope is not routed on"
+        );
+        let (_, other) = key(&mut a, "m", "x", HostSource::Sender("yh"));
+        assert_ne!(other.stable_hash(), ka.stable_hash());
     }
 
     #[test]

@@ -178,8 +178,11 @@ impl OwnerStore {
                         s.pending_abs = Some((v.abs_at, abs));
                         s.pending_abs_delta = v.delta;
                     }
+                    // Deltas of shards without an absolute value, pre-merged by
+                    // `Partials::absorb`.
+                    s.pending_free_delta += v.other_delta;
                 }
-                None => s.pending_free_delta += v.delta,
+                None => s.pending_free_delta += v.delta + v.other_delta,
             }
         });
         merge_into(&mut self.timers, p.timers, |s, v: TimerPartial| {

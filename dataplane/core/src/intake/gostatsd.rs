@@ -31,7 +31,6 @@ use super::decompress::BodyDecoder;
 use super::BodyError;
 use crate::aggregate::GaugeDialect;
 use crate::aggregate::{Consolidated, HostSource, IntervalAggregator, LineContext};
-use crate::statsd::LineError;
 use std::collections::BTreeMap;
 
 /// Largest decoded body accepted by [`RawDecoder::default`] (gostatsd has no cap).
@@ -448,21 +447,7 @@ impl RawMessageV2 {
     }
 }
 
-/// What [`feed`] did with a message's series.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct FeedOutcome {
-    /// Series folded into the aggregator.
-    pub ok: u64,
-    /// Series rejected, by [`LineError::index`].
-    pub rejected: [u64; LineError::COUNT],
-}
-
-impl FeedOutcome {
-    /// Series rejected for any reason.
-    pub fn rejected_total(&self) -> u64 {
-        self.rejected.iter().sum()
-    }
-}
+pub use crate::aggregate::FeedOutcome;
 
 /// Folds every series of `msg` into `agg` as seen at `now_ns` in listener scope `scope`,
 /// each with its own `Hostname` as host. A series the aggregator refuses (series or timer
@@ -490,14 +475,7 @@ pub fn feed(
             now_ns,
             scope,
         };
-        match agg.ingest_consolidated(s.name, &tags, s.value, cx) {
-            Ok(()) => out.ok += 1,
-            Err(e) => {
-                if let Some(slot) = out.rejected.get_mut(e.index()) {
-                    *slot += 1;
-                }
-            }
-        }
+        out.record(agg.ingest_consolidated(s.name, &tags, s.value, cx));
     }
     out
 }
@@ -505,6 +483,7 @@ pub fn feed(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::statsd::LineError;
     use prost::Message;
 
     fn counter(tags: &[&str], host: &str, value: i64) -> RawCounterV2 {
