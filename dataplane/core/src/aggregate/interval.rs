@@ -74,7 +74,7 @@ pub struct TimerPartial {
     pub sampled_count: f64,
 }
 
-/// Distinct set members, stored as their 64-bit hashes ([`member_hash`](super::key::member_hash),
+/// Distinct set members, stored as their 64-bit hashes ([`member_hash`],
 /// the same in every process, so forwarders' sets union exactly). Member hashes use a fixed
 /// seed that anyone can compute, so the table hashes them again with a per-table random key:
 /// members chosen to collide in the table's buckets cannot degrade it (hash flooding).
@@ -242,7 +242,7 @@ pub enum Consolidated<'a> {
         /// Sum of the deltas after `abs` (or of all deltas without one).
         delta: f64,
     },
-    /// Distinct set members as their [`member_hash`](super::key::member_hash)es.
+    /// Distinct set members as their [`member_hash`]es.
     MemberHashes(&'a [u64]),
 }
 
