@@ -202,7 +202,7 @@ fn restart_sections(a: &Config, b: &Config) -> Vec<&'static str> {
         &'static str,
         serde_json::Result<serde_json::Value>,
         serde_json::Result<serde_json::Value>,
-    ); 5] = [
+    ); 6] = [
         (
             "shards",
             serde_json::to_value(&a.shards),
@@ -227,6 +227,11 @@ fn restart_sections(a: &Config, b: &Config) -> Vec<&'static str> {
             "state_dir",
             serde_json::to_value(&a.state_dir),
             serde_json::to_value(&b.state_dir),
+        ),
+        (
+            "forwarder",
+            serde_json::to_value(&a.forwarder),
+            serde_json::to_value(&b.forwarder),
         ),
     ];
     for (name, x, y) in pairs {

@@ -81,7 +81,7 @@ fn main() {
     assert_eq!(parts.len(), SERIES);
     let mut enc = ForwardEncoder::new("fwd-bench", 1000, &["region:eu-west-1"]);
     let mut body = Vec::new();
-    let e = enc.encode(&parts, |_| true, &mut body).unwrap();
+    let e = enc.encode(&parts, |_, _| true, &mut body).unwrap();
     let line_bytes: usize = lines.iter().map(|(l, _)| l.len() + 1).sum();
     println!(
         "forward body: {} series, {} lines ({} bytes of statsd text): archive {} bytes, body {} bytes; \
@@ -101,7 +101,10 @@ fn main() {
     let mut g = c.benchmark_group("forward");
     g.throughput(Throughput::Elements(SERIES as u64));
     g.bench_function("encode_10k_series", |b| {
-        b.iter(|| enc.encode(black_box(&parts), |_| true, &mut body).unwrap())
+        b.iter(|| {
+            enc.encode(black_box(&parts), |_, _| true, &mut body)
+                .unwrap()
+        })
     });
     let mut dec = ForwardDecoder::default();
     let mut agg = IntervalAggregator::new(2, 64, 1 << 20, 1 << 22);

@@ -6,8 +6,11 @@
 //! line it is on. Addresses and sizes are resolved here so the running code has nothing left
 //! to fail on.
 
+mod forwarder;
 mod locate;
 mod streams;
+
+pub use forwarder::{ForwarderConfig, FORWARDER_SINK};
 
 pub use streams::{
     BatchEncoding, KafkaSettings, KinesisSettings, LeaseStoreKind, LocalLogSettings,
@@ -77,6 +80,9 @@ pub struct Config {
     /// Stream workers (`[[workers]]`).
     #[serde(default)]
     pub workers: Vec<WorkerConfig>,
+    /// Forwarder mode (`[forwarder]`): statsd aggregates go to aggregators, not routes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forwarder: Option<ForwarderConfig>,
 }
 
 /// `[shards]`
@@ -439,6 +445,10 @@ pub struct SinkConfig {
     /// `state_dir` none are kept either.
     #[serde(default = "default_deadletter_max_bytes")]
     pub deadletter_max_bytes: u64,
+    /// The settings of the sink `[forwarder]` adds (`type = "forward"`, never written in a
+    /// config file).
+    #[serde(skip)]
+    pub forward: Option<ForwarderConfig>,
 }
 
 fn default_spill_max_bytes() -> u64 {
@@ -571,6 +581,9 @@ pub enum SinkType {
     /// The local segment log (the embedded default stream).
     #[serde(rename = "local_log")]
     LocalLog,
+    /// Consolidated statsd aggregates to aggregators (added by `[forwarder]`, not
+    /// declared in `[sinks]`).
+    Forward,
 }
 
 impl SinkType {
@@ -601,6 +614,8 @@ pub enum SinkKind {
     Kafka(KafkaSettings),
     /// Local log.
     LocalLog(LocalLogSettings),
+    /// Aggregators (forwarder mode).
+    Forward(Box<ForwarderConfig>),
 }
 
 impl SinkConfig {
@@ -661,6 +676,9 @@ impl SinkConfig {
                 retention_age: self.retention_age,
                 stream_settings: self.stream_settings(),
             }),
+            (SinkType::Forward, _) => {
+                SinkKind::Forward(Box::new(self.forward.clone().unwrap_or_default()))
+            }
         }
     }
 }
@@ -850,6 +868,18 @@ impl Config {
             key,
             message,
         })?;
+        let mut cfg = cfg;
+        if let Some(f) = &cfg.forwarder {
+            let mut sink = SinkConfig::spool();
+            sink.sink_type = SinkType::Forward;
+            sink.queue_batches = f.queue_batches;
+            sink.request_timeout = f.request_timeout;
+            // One request at a time, in order: a batch held back by a retry must not be
+            // overtaken by a later one (gauges would go back in time at the aggregator).
+            sink.max_in_flight = 1;
+            sink.forward = Some(f.clone());
+            cfg.sinks.insert(FORWARDER_SINK.into(), sink);
+        }
         Ok(cfg)
     }
 
@@ -981,16 +1011,33 @@ impl Config {
                 _ => {}
             }
         }
+        if let Some(f) = &self.forwarder {
+            if let Err((k, m)) = f.validate() {
+                return err(format!("forwarder{k}"), m);
+            }
+            if self.sinks.contains_key(FORWARDER_SINK) {
+                return err(
+                    format!("sinks.{FORWARDER_SINK}"),
+                    format!("`{FORWARDER_SINK}` is the name of the sink [forwarder] adds: rename this one"),
+                );
+            }
+        }
         for (name, s) in &self.sinks {
             if name.is_empty() {
                 return err("sinks".into(), "a sink name must not be empty".into());
+            }
+            if s.sink_type == SinkType::Forward {
+                return err(
+                    format!("sinks.{name}.type"),
+                    "`forward` sinks are not declared: a [forwarder] section adds one".into(),
+                );
             }
             if let Err((k, m)) = validate_sink(s) {
                 return err(format!("sinks.{name}{k}"), m);
             }
         }
-        // A host that only runs stream workers needs no routes.
-        if self.routes.is_empty() && self.workers.is_empty() {
+        // A host that only runs stream workers, or a forwarder, needs no routes.
+        if self.routes.is_empty() && self.workers.is_empty() && self.forwarder.is_none() {
             return err(
                 "routes".into(),
                 "at least one [[routes]] entry is required (or a [[workers]] entry)".into(),

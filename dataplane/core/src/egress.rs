@@ -23,6 +23,19 @@ pub enum Egress {
     Series(Arc<SeriesBatch>),
     /// One accepted HTTP intake payload.
     Payload(Arc<IntakePayload>),
+    /// One forwarder flush: the consolidated partial aggregates of an interval, for the
+    /// `forward` sink only (forwarder mode).
+    Forward(Arc<ForwardItem>),
+}
+
+/// What a forwarder flush hands its `forward` sink: the interval's partial aggregates,
+/// consolidated across shards, encoded for the aggregators by the sink's thread.
+#[derive(Debug, Default)]
+pub struct ForwardItem {
+    /// The consolidated partial aggregates.
+    pub partials: crate::aggregate::Partials,
+    /// The forwarder's flush interval.
+    pub interval: std::time::Duration,
 }
 
 impl Egress {
@@ -31,6 +44,7 @@ impl Egress {
         match self {
             Egress::Series(b) => b.len() as u64,
             Egress::Payload(p) => p.points,
+            Egress::Forward(f) => f.partials.len() as u64,
         }
     }
 }

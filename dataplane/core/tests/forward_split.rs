@@ -175,7 +175,7 @@ proptest! {
         for (i, p) in forwarders(&lines, n, shards).iter().enumerate() {
             let mut enc = ForwardEncoder::new(&format!("fwd-{i}"), 1000, &[] as &[&str]);
             let mut body = Vec::new();
-            enc.encode(p, |_| true, &mut body).unwrap();
+            enc.encode(p, |_, _| true, &mut body).unwrap();
             bodies.push(body);
         }
         prop_assert_eq!(aggregator(&bodies, 7), want);
@@ -196,7 +196,7 @@ proptest! {
             let mut enc = ForwardEncoder::new(&format!("fwd-{i}"), 1000, &[] as &[&str]);
             for (a, bodies) in per_agg.iter_mut().enumerate() {
                 let mut body = Vec::new();
-                enc.encode(p, |k| ring.pick(k.stable_hash(), up) == Some(a), &mut body).unwrap();
+                enc.encode(p, |_, k| ring.pick(k.stable_hash(), up) == Some(a), &mut body).unwrap();
                 bodies.push(body);
             }
         }

@@ -34,6 +34,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use switchyard_core::aggregate::{OwnerStore, Partials};
 use switchyard_core::distinct::Distinct;
+use switchyard_core::egress::ForwardItem;
 use switchyard_core::model::SeriesBatch;
 use switchyard_core::route::SinkSet;
 use switchyard_core::telemetry::Telemetry;
@@ -65,6 +66,9 @@ pub struct FlushConfig {
     pub expiry: Duration,
     /// Timer percentiles.
     pub percentiles: Vec<f64>,
+    /// Forwarder mode: each owner consolidates its part of the interval and hands it to
+    /// the `forward` sink instead of emitting series through the routes.
+    pub forward: bool,
 }
 
 /// Everything shared with the outside world.
@@ -194,7 +198,12 @@ async fn flush_round(
             }
         }
     }
-    store.merge(mine, now_ns);
+    // Forwarder mode: the parts are consolidated, not merged into the store.
+    let mut consolidated = cfg.forward.then(Partials::default);
+    match consolidated.as_mut() {
+        Some(c) => c.absorb(mine),
+        None => store.merge(mine, now_ns),
+    }
     if let Some((_, rx)) = peers {
         for peer in 0..cfg.shards {
             if peer == cfg.shard {
@@ -203,10 +212,17 @@ async fn flush_round(
             // A peer that has stopped sends no more (None or an error): it is done.
             if let Ok(Some(x)) = rx.recv_from(peer).await {
                 all_last &= x.last;
-                store.merge(x.partials, now_ns);
+                match consolidated.as_mut() {
+                    Some(c) => c.absorb(x.partials),
+                    None => store.merge(x.partials, now_ns),
+                }
             }
             glommio::yield_if_needed().await;
         }
+    }
+    if let Some(c) = consolidated {
+        forward(cfg, st, c, started);
+        return all_last;
     }
     let wall = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -262,6 +278,52 @@ async fn flush_round(
     f.series_expired += fs.series_expired;
     f.series_active = fs.series_active;
     all_last
+}
+
+/// Forwarder mode: hands the owner's consolidated part of the interval to the `forward`
+/// sink (a full queue is counted `queue_full`, never waited on) and counts the flush.
+fn forward(cfg: &FlushConfig, st: &Rc<RefCell<ShardState>>, part: Partials, started: Instant) {
+    let n = part.len() as u64;
+    let mut s = st.borrow_mut();
+    s.refresh_routes();
+    let ShardState {
+        counters: c, sinks, ..
+    } = &mut *s;
+    if n > 0 {
+        let slot = sinks.iter().position(|h| {
+            h.as_ref()
+                .is_some_and(|h| h.name == switchyard_core::config::FORWARDER_SINK)
+        });
+        let item = switchyard_core::egress::Egress::Forward(Arc::new(ForwardItem {
+            partials: part,
+            interval: cfg.interval,
+        }));
+        match slot.and_then(|i| Some((sinks.get(i)?.as_ref()?, c.sinks.get_mut(i)?))) {
+            Some((sink, sc)) => match sink.tx.try_send(item) {
+                Ok(()) => {
+                    sc.batches_enqueued += 1;
+                    sc.values_enqueued += n;
+                }
+                Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                    sc.batches_dropped_full += 1;
+                    sc.values_dropped_full += n;
+                    tracing::warn!(sink = %sink.name, values = n, "forwarder queue full: interval dropped");
+                }
+            },
+            // Not expected: the config adds the sink whenever it sets forwarder mode.
+            None => tracing::error!(
+                values = n,
+                "forwarder mode without its forward sink: interval dropped"
+            ),
+        }
+    }
+    let f = &mut c.flush;
+    f.flushes += 1;
+    let d = started.elapsed().as_nanos() as u64;
+    f.last_duration_ns = d;
+    f.total_duration_ns += d;
+    f.series_emitted += n;
+    f.values_emitted += n;
 }
 
 /// Inserts each routed series' hash into the distinct counter of every sink that took the

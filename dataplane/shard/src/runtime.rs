@@ -169,10 +169,15 @@ pub fn start(
             flush: FlushConfig {
                 shard,
                 shards,
-                interval: sc.flush_interval,
+                // A forwarder sends on its own interval.
+                interval: cfg
+                    .forwarder
+                    .as_ref()
+                    .map_or(sc.flush_interval, |f| f.interval),
                 align: sc.flush_align,
                 expiry: sc.expiry_interval,
                 percentiles: sc.percentiles.clone(),
+                forward: cfg.forwarder.is_some(),
             },
             slots: sinks.clone(),
             io: FlushIo {

@@ -741,6 +741,12 @@ fn count_received(stats: &SinkStats, item: &Egress) {
             SinkStats::add(&stats.series_received, p.series);
             SinkStats::add(&stats.payload_bytes_received, p.body.bytes.len() as u64);
         }
+        Egress::Forward(f) => {
+            let n = f.partials.len() as u64;
+            SinkStats::add(&stats.batches, 1);
+            SinkStats::add(&stats.values_received, n);
+            SinkStats::add(&stats.series_received, n);
+        }
     }
 }
 
@@ -748,7 +754,7 @@ fn count_received(stats: &SinkStats, item: &Egress) {
 fn payload_bytes(item: &Egress) -> u64 {
     match item {
         Egress::Payload(p) => p.body.bytes.len() as u64,
-        Egress::Series(_) => 0,
+        Egress::Series(_) | Egress::Forward(_) => 0,
     }
 }
 
@@ -941,6 +947,12 @@ impl Ctx<'_> {
     /// loops stop and drop what is left as `shutdown`).
     pub fn aborting(&self) -> bool {
         self.abort.load(Ordering::Relaxed)
+    }
+
+    /// Sleeps `d`, returning early when the runtime aborts (for a sink with its own resend
+    /// loop).
+    pub(crate) fn pause(&self, d: Duration) {
+        sleep_unless_aborted(d, self.abort);
     }
 
     /// Takes the next queued item, waiting up to `wait`, for a sink that delivers several

@@ -8,6 +8,7 @@
 pub mod blackhole;
 pub mod datadog;
 pub mod file;
+pub mod forward;
 #[cfg(feature = "kafka")]
 pub mod kafka;
 pub mod kinesis;
@@ -19,7 +20,7 @@ use crate::driver::Ctx;
 use crate::stats::DropReason;
 use crate::SinkError;
 use switchyard_core::config::{SinkConfig, SinkKind};
-use switchyard_core::egress::{Egress, Endpoint, IntakePayload};
+use switchyard_core::egress::{Egress, Endpoint, ForwardItem, IntakePayload};
 use switchyard_core::encode::datadog_series;
 use switchyard_core::intake;
 use switchyard_core::model::SeriesBatch;
@@ -103,6 +104,15 @@ impl ParseScratch {
     }
 }
 
+/// Counts a forwarder flush handed to a sink other than `forward` as `unsupported`.
+pub(crate) fn not_forwarded(f: &ForwardItem, ctx: &Ctx<'_>) {
+    ctx.drop_once_logged(
+        DropReason::Unsupported,
+        f.partials.len() as u64,
+        "forwarder aggregates are sent only by the forward sink",
+    );
+}
+
 /// Every sink kind.
 #[derive(Debug)]
 pub enum AnySink {
@@ -123,6 +133,8 @@ pub enum AnySink {
     Kafka(Box<kafka::KafkaSink>),
     /// The local segment log (stream records).
     LocalLog(Box<local_log::LocalLogSink>),
+    /// Aggregators (forwarder mode).
+    Forward(Box<forward::ForwardSink>),
 }
 
 impl AnySink {
@@ -147,6 +159,7 @@ impl AnySink {
                 ))
             }
             SinkKind::LocalLog(s) => AnySink::LocalLog(Box::new(local_log::LocalLogSink::new(&s)?)),
+            SinkKind::Forward(s) => AnySink::Forward(Box::new(forward::ForwardSink::new(&s)?)),
         })
     }
 
@@ -160,7 +173,7 @@ impl AnySink {
             AnySink::Signalfx(s) => SinkLimits {
                 max_series: s.max_series,
             },
-            AnySink::Blackhole(_) | AnySink::Kinesis(_) => SinkLimits {
+            AnySink::Blackhole(_) | AnySink::Kinesis(_) | AnySink::Forward(_) => SinkLimits {
                 max_series: usize::MAX,
             },
             #[cfg(feature = "kafka")]
@@ -177,6 +190,12 @@ impl AnySink {
     /// reason in `ctx.stats`.
     pub fn handle(&mut self, item: &Egress, ctx: &Ctx<'_>) {
         let limit = self.limits().max_series;
+        if let Egress::Forward(f) = item {
+            return match self {
+                AnySink::Forward(s) => s.handle(f, ctx),
+                _ => not_forwarded(f, ctx),
+            };
+        }
         match self {
             AnySink::Blackhole(_) => {
                 ctx.delivered(item.points());
@@ -187,6 +206,11 @@ impl AnySink {
             #[cfg(feature = "kafka")]
             AnySink::Kafka(s) => s.handle(item, ctx),
             AnySink::LocalLog(s) => s.handle(item, ctx),
+            AnySink::Forward(_) => ctx.drop_once_logged(
+                DropReason::Unsupported,
+                item.points(),
+                "the forward sink carries only the forwarder's statsd aggregates",
+            ),
             AnySink::File(_) | AnySink::Stdout(_) => match item {
                 Egress::Series(b) => {
                     for c in chunks(b, limit) {
@@ -199,6 +223,7 @@ impl AnySink {
                     }
                 }
                 Egress::Payload(p) => self.write_payload(p, ctx),
+                Egress::Forward(f) => not_forwarded(f, ctx),
             },
         }
     }
@@ -257,7 +282,8 @@ impl AnySink {
             | AnySink::Signalfx(_)
             | AnySink::Blackhole(_)
             | AnySink::Kinesis(_)
-            | AnySink::LocalLog(_) => Ok(()),
+            | AnySink::LocalLog(_)
+            | AnySink::Forward(_) => Ok(()),
             // Every record was awaited in `handle`.
             #[cfg(feature = "kafka")]
             AnySink::Kafka(_) => Ok(()),

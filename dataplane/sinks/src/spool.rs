@@ -137,10 +137,14 @@ impl Spool {
     /// [`SpoolRefusal`]: nothing of the item was written (or, for a statsd batch written
     /// in several records, a later record failed: the earlier ones replay).
     pub fn write(&mut self, item: &Egress, sink: &SinkStats) -> Result<(), SpoolRefusal> {
-        if let Egress::Payload(p) = item {
-            if !matches!(p.endpoint, Endpoint::SeriesV1 | Endpoint::SeriesV2) {
+        match item {
+            Egress::Payload(p)
+                if !matches!(p.endpoint, Endpoint::SeriesV1 | Endpoint::SeriesV2) =>
+            {
                 return Err(SpoolRefusal::Unsupported);
             }
+            Egress::Forward(_) => return Err(SpoolRefusal::Unsupported),
+            _ => {}
         }
         let bytes = self.bytes();
         sink.spool_bytes.store(bytes, Ordering::Relaxed);
@@ -376,7 +380,7 @@ mod tests {
         // jittered into its upper half (whole seconds here: the first probe-able second).
         assert_eq!(waits[0], OPEN_BASE.as_secs());
         let full = (1..6).map(|n| (OPEN_BASE * (1 << n)).min(OPEN_CAP).as_secs());
-        assert_eq!(full.clone().last(), Some(OPEN_CAP.as_secs()));
+        assert_eq!(full.clone().next_back(), Some(OPEN_CAP.as_secs()));
         for (got, full) in waits[1..].iter().zip(full) {
             assert!(
                 (full / 2..=full).contains(got),

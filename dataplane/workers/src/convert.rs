@@ -282,7 +282,7 @@ mod tests {
                     assert_eq!(p.endpoint, Endpoint::SeriesV1);
                     serde_json::from_slice(&p.body.bytes).unwrap()
                 }
-                Egress::Series(_) => panic!("expected a payload"),
+                Egress::Series(_) | Egress::Forward(_) => panic!("expected a payload"),
             })
             .collect()
     }

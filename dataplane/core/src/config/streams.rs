@@ -285,6 +285,7 @@ impl SinkConfig {
             spill_max_bytes: 0,
             replay_share: 1.0,
             deadletter_max_bytes: 0,
+            forward: None,
         }
     }
 
@@ -398,6 +399,7 @@ fn type_name(t: SinkType) -> &'static str {
         SinkType::Blackhole => "blackhole",
         SinkType::Datadog => "datadog",
         SinkType::Signalfx => "signalfx",
+        SinkType::Forward => "forward",
     }
 }
 

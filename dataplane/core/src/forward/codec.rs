@@ -242,11 +242,12 @@ impl ForwardEncoder {
         }
     }
 
-    /// Encodes the series of `parts` for which `keep(&key)` holds (e.g. those an
+    /// Encodes the series of `parts` for which `keep(index, &key)` holds (e.g. those an
     /// [`AggregatorRing`](super::AggregatorRing) sends to one aggregator) into `out`, which is
     /// cleared first: one complete request body. Tags are the key's canonical tags merged
     /// with the host tags; the host is the key's; the listener scope is not sent. An empty
-    /// selection still makes a valid body (with no series).
+    /// selection still makes a valid body (with no series). `index` numbers the entries of
+    /// `parts` in the order they are visited: counters, gauges, timers, then sets.
     ///
     /// # Errors
     /// [`BatchTooLarge`] when the archive does not fit rkyv's 32-bit offsets; `out` is then
@@ -254,11 +255,17 @@ impl ForwardEncoder {
     pub fn encode(
         &mut self,
         parts: &Partials,
-        mut keep: impl FnMut(&SeriesKey) -> bool,
+        mut keep: impl FnMut(usize, &SeriesKey) -> bool,
         out: &mut Vec<u8>,
     ) -> Result<Encoded, BatchTooLarge> {
         out.clear();
         self.batch.clear();
+        // `index` counts every entry in the order visited: counters, gauges, timers, sets.
+        let mut index = 0usize;
+        let mut keep = move |k: &SeriesKey| {
+            index += 1;
+            keep(index - 1, k)
+        };
         let mut lines = 0u64;
         let host_tags = &self.host_tags;
         let batch = &mut self.batch;
@@ -512,7 +519,7 @@ mod tests {
 
     fn body(enc: &mut ForwardEncoder, parts: &Partials) -> (Vec<u8>, Encoded) {
         let mut out = Vec::new();
-        let e = enc.encode(parts, |_| true, &mut out).unwrap();
+        let e = enc.encode(parts, |_, _| true, &mut out).unwrap();
         (out, e)
     }
 
@@ -566,7 +573,7 @@ mod tests {
         let mut enc = ForwardEncoder::new("f", 10, &["b:2", "", "region:x", "0:first", "region:x"]);
         let mut out = Vec::new();
         let e = enc
-            .encode(&parts, |k| k.name() == "c" || k.name() == "s", &mut out)
+            .encode(&parts, |_, k| k.name() == "c" || k.name() == "s", &mut out)
             .unwrap();
         assert_eq!((e.series, e.lines), (3, 5));
         let mut dec = ForwardDecoder::default();
@@ -583,10 +590,12 @@ mod tests {
             ]
         );
         // The encoder is reused: a second body does not carry the first one's series.
-        let e = enc.encode(&parts, |k| k.name() == "t", &mut out).unwrap();
+        let e = enc
+            .encode(&parts, |_, k| k.name() == "t", &mut out)
+            .unwrap();
         assert_eq!(e.series, 1);
         assert_eq!(dec.decode(&out).unwrap().len(), 1);
-        let e = enc.encode(&parts, |_| false, &mut out).unwrap();
+        let e = enc.encode(&parts, |_, _| false, &mut out).unwrap();
         assert_eq!(e.series, 0);
         assert!(dec.decode(&out).unwrap().is_empty());
     }

@@ -107,6 +107,7 @@ impl DatadogSink {
                 }
             }
             Egress::Payload(p) => self.pass_through(p, ctx),
+            Egress::Forward(f) => super::not_forwarded(f, ctx),
         }
     }
 

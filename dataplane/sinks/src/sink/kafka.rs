@@ -134,6 +134,7 @@ impl KafkaSink {
         self.all.clear();
         match item {
             Egress::Series(b) => self.all.extend_from_series_batch(b),
+            Egress::Forward(f) => return super::not_forwarded(f, ctx),
             Egress::Payload(p) => {
                 if !self.load_payload(p, ctx) {
                     return;

@@ -352,6 +352,7 @@ impl KinesisSink {
         self.batch.clear();
         match item {
             Egress::Series(b) => self.batch.extend_from_series_batch(b),
+            Egress::Forward(f) => return super::not_forwarded(f, ctx),
             Egress::Payload(p) => {
                 let parsed = self.scratch.load_payload(p).and_then(|(body, buffers)| {
                     self.batch.extend_from_intake(p.endpoint, body, buffers)

@@ -339,6 +339,7 @@ impl LocalLogSink {
                 }
             }
             Egress::Payload(p) => self.write_payload(p, ctx),
+            Egress::Forward(f) => super::not_forwarded(f, ctx),
         }
     }
 

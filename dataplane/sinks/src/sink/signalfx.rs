@@ -106,6 +106,7 @@ impl SignalfxSink {
                 }
             }
             Egress::Payload(p) => self.handle_payload(p, ctx),
+            Egress::Forward(f) => super::not_forwarded(f, ctx),
         }
     }
 

@@ -256,7 +256,7 @@ fn intake_payloads_aggregated_together_keep_the_byte_ledger() {
         .iter()
         .map(|(_, e)| match e {
             Egress::Payload(p) => p.body.bytes.len() as u64,
-            Egress::Series(_) => 0,
+            Egress::Series(_) | Egress::Forward(_) => 0,
         })
         .sum();
     let stats = run(spawn(&cfg), items).remove(0);
