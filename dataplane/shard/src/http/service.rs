@@ -17,6 +17,22 @@
 //! wrong; 403, 404, 405, 408, 413, 415; `429` (too many bodies held on this shard) and
 //! `503` (a destination queue is full, or shutting down) with `Retry-After`.
 //!
+//! gostatsd's aggregator routes share the port (see `gostatsd()`'s doc for the rules, from
+//! gostatsd's `pkg/web/httpservers.go` and `pkg/web/http_receiver_v2.go`): `POST /v2/raw`
+//! (each series of the `RawMessageV2` folded into the shard's aggregates with
+//! `switchyard_core::intake::gostatsd::feed`, host = the value's `Hostname`, scope = the HTTP
+//! listener's), `POST /v2/event` (the `EventV2` converted to a Datadog events body and handed
+//! to the same `accept()` path as `/api/v1/events`, without a client API key), both answered
+//! 202 / 400 / 405 with an empty body as gostatsd does; `GET /healthcheck` and
+//! `GET /deepcheck` answered 200 `{"ok":[],"failed":[]}`. No API key, no `Content-Type`
+//! check. Their metrics: `switchyard_http_requests_total`, `_payloads_total`,
+//! `_series_total`, `_points_total`, `_wire_bytes_total`, `_decoded_bytes_total` with
+//! `endpoint="gostatsd_raw"` / `"gostatsd_event"`; `switchyard_gostatsd_errors_total{endpoint,
+//! reason}` (every answer but 202: `encoding`, `decompress`, `unmarshal`, `too_large`, `read`,
+//! `method_not_allowed`, `unavailable`); `switchyard_gostatsd_series_total{result,reason}`
+//! (series folded in, or refused by the aggregator with the statsd line reasons);
+//! `switchyard_gostatsd_health_checks_total`.
+//!
 //! The shard state is borrowed only in synchronous sections, never across an `.await`.
 
 use crate::ingest::ShardState;
