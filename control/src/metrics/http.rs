@@ -6,8 +6,7 @@ use super::Out;
 use switchyard_core::egress::Endpoint;
 use switchyard_core::statsd::LineError;
 use switchyard_core::telemetry::{
-    GostatsdFailure, GostatsdRoute, HttpConnectionError, HttpCounters, HttpRefusal,
-    LATENCY_BUCKETS,
+    GostatsdFailure, GostatsdRoute, HttpConnectionError, HttpCounters, HttpRefusal, LATENCY_BUCKETS,
 };
 
 /// Renders the intake counters.
@@ -65,7 +64,11 @@ pub(super) fn render(o: &mut Out, h: &HttpCounters) {
         );
     }
     for r in GostatsdRoute::ALL {
-        let v = h.gostatsd.routes.get(r.index()).map_or(0, |e| e.decoded_bytes);
+        let v = h
+            .gostatsd
+            .routes
+            .get(r.index())
+            .map_or(0, |e| e.decoded_bytes);
         o.value(
             "switchyard_http_decoded_bytes_total",
             &[("endpoint", r.label())],
@@ -191,7 +194,11 @@ fn gostatsd(o: &mut Out, h: &HttpCounters) {
                 .and_then(|x| x.get(f.index()))
                 .copied()
                 .unwrap_or(0);
-            o.value(name, &[("endpoint", r.label()), ("reason", f.label())], v as f64);
+            o.value(
+                name,
+                &[("endpoint", r.label()), ("reason", f.label())],
+                v as f64,
+            );
         }
     }
     let name = "switchyard_gostatsd_series_total";
