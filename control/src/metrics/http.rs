@@ -1,8 +1,13 @@
-//! The HTTP intake's metrics (`switchyard_http_*`), summed over shards.
+//! The HTTP intake's metrics (`switchyard_http_*`, and `switchyard_gostatsd_*` for the
+//! gostatsd aggregator routes), summed over shards. The per-endpoint families carry the
+//! Datadog endpoints and the gostatsd routes (`endpoint="gostatsd_raw"`, `"gostatsd_event"`).
 
 use super::Out;
 use switchyard_core::egress::Endpoint;
-use switchyard_core::telemetry::{HttpConnectionError, HttpCounters, HttpRefusal, LATENCY_BUCKETS};
+use switchyard_core::statsd::LineError;
+use switchyard_core::telemetry::{
+    GostatsdFailure, GostatsdRoute, HttpConnectionError, HttpCounters, HttpRefusal, LATENCY_BUCKETS,
+};
 
 /// Renders the intake counters.
 pub(super) fn render(o: &mut Out, h: &HttpCounters) {
@@ -40,6 +45,10 @@ pub(super) fn render(o: &mut Out, h: &HttpCounters) {
             let v = h.endpoints.get(ep.index()).map_or(0, field);
             o.value(name, &[("endpoint", ep.label())], v as f64);
         }
+        for r in GostatsdRoute::ALL {
+            let v = h.gostatsd.routes.get(r.index()).map_or(0, field);
+            o.value(name, &[("endpoint", r.label())], v as f64);
+        }
     }
     o.family(
         "switchyard_http_decoded_bytes_total",
@@ -54,6 +63,19 @@ pub(super) fn render(o: &mut Out, h: &HttpCounters) {
             v as f64,
         );
     }
+    for r in GostatsdRoute::ALL {
+        let v = h
+            .gostatsd
+            .routes
+            .get(r.index())
+            .map_or(0, |e| e.decoded_bytes);
+        o.value(
+            "switchyard_http_decoded_bytes_total",
+            &[("endpoint", r.label())],
+            v as f64,
+        );
+    }
+    gostatsd(o, h);
     o.family(
         "switchyard_http_errors_total",
         "counter",
@@ -152,4 +174,53 @@ pub(super) fn render(o: &mut Out, h: &HttpCounters) {
     );
     o.value(&format!("{name}_sum"), &[], h.latency.sum_ns as f64 / 1e9);
     o.value(&format!("{name}_count"), &[], h.latency.count as f64);
+}
+
+/// The gostatsd routes' own families: failures by reason, series by result.
+fn gostatsd(o: &mut Out, h: &HttpCounters) {
+    let g = &h.gostatsd;
+    let name = "switchyard_gostatsd_errors_total";
+    o.family(
+        name,
+        "counter",
+        "gostatsd route requests not answered 202, by reason (encoding, decompress, unmarshal: \
+         400; too_large: 413; read: 408 or 500; method_not_allowed: 405; unavailable: 429 or 503).",
+    );
+    for r in GostatsdRoute::ALL {
+        for f in GostatsdFailure::ALL {
+            let v = g
+                .failures
+                .get(r.index())
+                .and_then(|x| x.get(f.index()))
+                .copied()
+                .unwrap_or(0);
+            o.value(
+                name,
+                &[("endpoint", r.label()), ("reason", f.label())],
+                v as f64,
+            );
+        }
+    }
+    let name = "switchyard_gostatsd_series_total";
+    o.family(
+        name,
+        "counter",
+        "Series of accepted /v2/raw bodies: folded into the aggregates, or refused by the \
+         aggregator (the statsd line reasons).",
+    );
+    o.value(name, &[("result", "ok")], g.series_ok as f64);
+    for r in LineError::ALL {
+        let v = g.series_error.get(r.index()).copied().unwrap_or(0);
+        o.value(
+            name,
+            &[("result", "error"), ("reason", r.reason())],
+            v as f64,
+        );
+    }
+    o.one(
+        "switchyard_gostatsd_health_checks_total",
+        "counter",
+        "GET /healthcheck and GET /deepcheck requests answered.",
+        g.health_checks as f64,
+    );
 }

@@ -242,6 +242,155 @@ impl EndpointCounters {
     }
 }
 
+/// A gostatsd aggregator route of the HTTP intake (`POST /v2/raw`, `POST /v2/event`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GostatsdRoute {
+    /// `POST /v2/raw`: a forwarder's consolidated metrics.
+    Raw,
+    /// `POST /v2/event`: one event.
+    Event,
+}
+
+impl GostatsdRoute {
+    /// Both routes, in label order.
+    pub const ALL: [GostatsdRoute; 2] = [GostatsdRoute::Raw, GostatsdRoute::Event];
+
+    /// The request path.
+    pub fn path(self) -> &'static str {
+        match self {
+            GostatsdRoute::Raw => "/v2/raw",
+            GostatsdRoute::Event => "/v2/event",
+        }
+    }
+
+    /// The route for a request path (without the query string).
+    pub fn from_path(path: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.path() == path)
+    }
+
+    /// The `endpoint` label (beside the Datadog endpoints' labels).
+    pub fn label(self) -> &'static str {
+        match self {
+            GostatsdRoute::Raw => "gostatsd_raw",
+            GostatsdRoute::Event => "gostatsd_event",
+        }
+    }
+
+    /// Index in [`GostatsdRoute::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Why a gostatsd route did not answer 202: a bounded set
+/// (`switchyard_gostatsd_errors_total{endpoint,reason}`). The first four are gostatsd's own
+/// `failure:` reasons plus the decoded-size cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GostatsdFailure {
+    /// An unknown `Content-Encoding` (400).
+    Encoding,
+    /// A corrupt compressed body (400).
+    Decompress,
+    /// Not the protobuf message (400).
+    Unmarshal,
+    /// Over `max_body_bytes` on the wire or `max_decompressed_bytes` decoded (413).
+    TooLarge,
+    /// The body could not be read (500, as gostatsd) or did not arrive in time (408).
+    Read,
+    /// A method other than the route's (405).
+    MethodNotAllowed,
+    /// Push-back: too many bodies held (429), a destination full or shutting down (503).
+    Unavailable,
+}
+
+impl GostatsdFailure {
+    /// Number of reasons.
+    pub const COUNT: usize = 7;
+    /// Every reason, in label order.
+    pub const ALL: [GostatsdFailure; Self::COUNT] = [
+        GostatsdFailure::Encoding,
+        GostatsdFailure::Decompress,
+        GostatsdFailure::Unmarshal,
+        GostatsdFailure::TooLarge,
+        GostatsdFailure::Read,
+        GostatsdFailure::MethodNotAllowed,
+        GostatsdFailure::Unavailable,
+    ];
+
+    /// The `reason` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            GostatsdFailure::Encoding => "encoding",
+            GostatsdFailure::Decompress => "decompress",
+            GostatsdFailure::Unmarshal => "unmarshal",
+            GostatsdFailure::TooLarge => "too_large",
+            GostatsdFailure::Read => "read",
+            GostatsdFailure::MethodNotAllowed => "method_not_allowed",
+            GostatsdFailure::Unavailable => "unavailable",
+        }
+    }
+
+    /// Index in [`GostatsdFailure::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// The gostatsd aggregator routes' counters of one shard.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GostatsdCounters {
+    /// Per route, indexed by [`GostatsdRoute::index`]: requests, accepted payloads, series
+    /// (events), bytes, rendered in the `switchyard_http_*_total{endpoint}` families.
+    pub routes: [EndpointCounters; GostatsdRoute::ALL.len()],
+    /// Per route and reason, requests not answered 202
+    /// (`switchyard_gostatsd_errors_total{endpoint,reason}`).
+    pub failures: [[u64; GostatsdFailure::COUNT]; GostatsdRoute::ALL.len()],
+    /// Series of accepted `/v2/raw` bodies folded into the aggregates
+    /// (`switchyard_gostatsd_series_total{result="ok"}`).
+    pub series_ok: u64,
+    /// Series the aggregator refused, by the statsd line reason
+    /// (`switchyard_gostatsd_series_total{result="error",reason}`).
+    pub series_error: [u64; LineError::COUNT],
+    /// `GET /healthcheck` and `GET /deepcheck` answered (`switchyard_gostatsd_health_checks_total`).
+    pub health_checks: u64,
+}
+
+impl GostatsdCounters {
+    /// The counters of one route.
+    pub fn route(&mut self, r: GostatsdRoute) -> &mut EndpointCounters {
+        let i = r.index().min(self.routes.len() - 1);
+        &mut self.routes[i]
+    }
+
+    /// Counts a request of `r` that failed for `f`.
+    pub fn fail(&mut self, r: GostatsdRoute, f: GostatsdFailure) {
+        if let Some(c) = self
+            .failures
+            .get_mut(r.index())
+            .and_then(|x| x.get_mut(f.index()))
+        {
+            *c += 1;
+        }
+    }
+
+    /// Adds `other` into `self`.
+    pub fn add(&mut self, o: &GostatsdCounters) {
+        for (a, b) in self.routes.iter_mut().zip(o.routes.iter()) {
+            a.add(b);
+        }
+        for (a, b) in self.failures.iter_mut().zip(o.failures.iter()) {
+            for (x, y) in a.iter_mut().zip(b.iter()) {
+                *x += y;
+            }
+        }
+        self.series_ok += o.series_ok;
+        for (a, b) in self.series_error.iter_mut().zip(o.series_error.iter()) {
+            *a += b;
+        }
+        self.health_checks += o.health_checks;
+    }
+}
+
 /// Upper bounds (seconds) of the request latency histogram buckets.
 pub const LATENCY_BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
@@ -316,6 +465,8 @@ pub struct HttpCounters {
     /// Time from request head to response, for requests with a body
     /// (`switchyard_http_request_duration_seconds`).
     pub latency: LatencyHistogram,
+    /// The gostatsd aggregator routes (`/v2/raw`, `/v2/event`, `/healthcheck`, `/deepcheck`).
+    pub gostatsd: GostatsdCounters,
 }
 
 impl HttpCounters {
@@ -364,6 +515,7 @@ impl HttpCounters {
         }
         self.inflight_bytes += o.inflight_bytes;
         self.latency.add(&o.latency);
+        self.gostatsd.add(&o.gostatsd);
     }
 }
 

@@ -34,7 +34,11 @@
 //! `switchyard_http_empty_bodies_total`, `switchyard_http_validate_total`,
 //! `switchyard_http_connections_total{result}` (`accepted`, `rejected`, `tls_failed`),
 //! `switchyard_http_connections_open`, `switchyard_http_connection_errors_total{reason}`,
-//! `switchyard_http_inflight_bytes`, `switchyard_http_request_duration_seconds`.
+//! `switchyard_http_inflight_bytes`, `switchyard_http_request_duration_seconds`; for the
+//! gostatsd aggregator routes (see [`service`]) the per-endpoint families with
+//! `endpoint="gostatsd_raw"` / `"gostatsd_event"`, `switchyard_gostatsd_errors_total{endpoint,
+//! reason}`, `switchyard_gostatsd_series_total{result,reason}` and
+//! `switchyard_gostatsd_health_checks_total`.
 
 pub mod hyper_glommio;
 pub mod service;

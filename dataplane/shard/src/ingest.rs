@@ -188,6 +188,12 @@ impl ShardState {
         self.sinks_closed
     }
 
+    /// The scope series of input `index` aggregate in under the table in force (statsd
+    /// listeners first, then the HTTP listener: the order of the config's route listeners).
+    pub fn listener_scope(&self, index: usize) -> u8 {
+        self.listener_scopes.get(index).copied().unwrap_or(0)
+    }
+
     /// Nanoseconds since the process epoch.
     pub fn now_ns(&self) -> u64 {
         self.epoch.elapsed().as_nanos() as u64

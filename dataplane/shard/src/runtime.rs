@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchyard_core::aggregate::IntervalAggregator;
 use switchyard_core::config::{Config, ListenAddress, Listener as ListenerConfig};
+use switchyard_core::intake::gostatsd::RawDecoder;
 use switchyard_core::route::RoutesCell;
 use switchyard_core::telemetry::Telemetry;
 use switchyard_sinks::SinkSlots;
@@ -321,6 +322,7 @@ async fn shard_main(s: ShardSetup) {
     }
     let mut http_task = None;
     if let (Some(listener), Some((_, settings, keys))) = (http_listener, s.http.clone()) {
+        let max_decompressed = settings.max_decompressed_bytes;
         let ctx = Rc::new(HttpContext {
             settings,
             keys,
@@ -328,6 +330,8 @@ async fn shard_main(s: ShardSetup) {
             inflight: Cell::new(0),
             stop: stop.clone(),
             listener: s.http_listener_name.clone(),
+            listener_index: s.listeners.len(),
+            gostatsd: RefCell::new(RawDecoder::new(max_decompressed)),
         });
         let tls = s.http_tls.clone().map(futures_rustls::TlsAcceptor::from);
         let task = http::serve(listener, tls, ctx, st.clone(), stop.clone(), HTTP_DRAIN);

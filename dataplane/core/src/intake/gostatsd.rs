@@ -24,6 +24,10 @@
 //! members. They feed [`IntervalAggregator::ingest_consolidated`] and from there the same
 //! flush as statsd lines.
 //!
+//! Events ([`EventV2::to_datadog_json`]) become Datadog `/api/v1/events` bodies, as
+//! gostatsd's Datadog backend sends them; the shard's HTTP intake routes them like events
+//! posted to `/api/v1/events`.
+//!
 //! Emits no metrics itself: [`FeedOutcome`] and [`RawError::reason`] are for the caller's
 //! counters.
 
@@ -206,6 +210,49 @@ pub struct EventV2 {
     pub r#type: i32,
 }
 
+impl EventV2 {
+    /// The event as a Datadog `POST /api/v1/events` body, field for field as gostatsd's
+    /// aggregator hands it to its Datadog backend (`pkg/web/http_receiver_v2.go`
+    /// `EventHandler`, then `pkg/backends/datadog/datadog.go` `SendEvent`): `title` and
+    /// `text` always; `date_happened`, `host`, `aggregation_key`, `source_type_name` and
+    /// `tags` only when set; `priority` only when `low` and `alert_type` only when not `info`
+    /// (the defaults are left out); an unknown priority or type reads as the default.
+    /// `SourceIP` is not part of a Datadog event.
+    pub fn to_datadog_json(&self) -> Vec<u8> {
+        let mut o = serde_json::Map::new();
+        o.insert("title".into(), self.title.as_str().into());
+        o.insert("text".into(), self.text.as_str().into());
+        if self.date_happened != 0 {
+            o.insert("date_happened".into(), self.date_happened.into());
+        }
+        for (k, v) in [
+            ("host", &self.hostname),
+            ("aggregation_key", &self.aggregation_key),
+            ("source_type_name", &self.source_type_name),
+        ] {
+            if !v.is_empty() {
+                o.insert(k.into(), v.as_str().into());
+            }
+        }
+        if !self.tags.is_empty() {
+            o.insert("tags".into(), self.tags.clone().into());
+        }
+        if EventPriority::try_from(self.priority) == Ok(EventPriority::Low) {
+            o.insert("priority".into(), "low".into());
+        }
+        let alert = match AlertType::try_from(self.r#type) {
+            Ok(AlertType::Warning) => Some("warning"),
+            Ok(AlertType::Error) => Some("error"),
+            Ok(AlertType::Success) => Some("success"),
+            Ok(AlertType::Info) | Err(_) => None,
+        };
+        if let Some(a) = alert {
+            o.insert("alert_type".into(), a.into());
+        }
+        serde_json::Value::Object(o).to_string().into_bytes()
+    }
+}
+
 /// A `Content-Encoding` gostatsd's receiver accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RawEncoding {
@@ -359,10 +406,22 @@ impl RawDecoder {
         content_encoding: Option<&str>,
         body: &[u8],
     ) -> Result<RawMessageV2, RawError> {
+        self.decode_sized(content_encoding, body).map(|(m, _)| m)
+    }
+
+    /// Decodes a `/v2/raw` or `/v2/event` body as `M`, with its size once decompressed.
+    ///
+    /// # Errors
+    /// Any [`RawError`]; [`RawError::status`] is the answer.
+    pub fn decode_sized<M: prost::Message + Default>(
+        &mut self,
+        content_encoding: Option<&str>,
+        body: &[u8],
+    ) -> Result<(M, usize), RawError> {
         let enc = RawEncoding::from_header(content_encoding)?;
         let plain = self.plain(enc, body)?;
-        <RawMessageV2 as prost::Message>::decode(plain)
-            .map_err(|e| RawError::Unmarshal(e.to_string()))
+        let m = M::decode(plain).map_err(|e| RawError::Unmarshal(e.to_string()))?;
+        Ok((m, plain.len()))
     }
 
     /// Decodes a `/v2/event` body sent with `Content-Encoding: content_encoding`.
@@ -374,9 +433,7 @@ impl RawDecoder {
         content_encoding: Option<&str>,
         body: &[u8],
     ) -> Result<EventV2, RawError> {
-        let enc = RawEncoding::from_header(content_encoding)?;
-        let plain = self.plain(enc, body)?;
-        <EventV2 as prost::Message>::decode(plain).map_err(|e| RawError::Unmarshal(e.to_string()))
+        self.decode_sized(content_encoding, body).map(|(m, _)| m)
     }
 }
 
@@ -610,6 +667,58 @@ mod tests {
             d.decode_raw(Some("lz4"), &lz).unwrap_err(),
             RawError::TooLarge { limit: 64 << 10 }
         );
+    }
+
+    #[test]
+    fn events_become_datadog_events_as_gostatsds_backend_sends_them() {
+        let full = EventV2 {
+            title: "full.attrib".into(),
+            text: "body \"text\"".into(),
+            date_happened: 1_700_000_000,
+            hostname: "127.0.0.1".into(),
+            aggregation_key: "aggkey".into(),
+            source_type_name: "mysource".into(),
+            tags: vec!["env:prod".into(), "role:web".into()],
+            source_ip: "127.0.0.1".into(),
+            priority: EventPriority::Low as i32,
+            r#type: AlertType::Warning as i32,
+        };
+        let v: serde_json::Value = serde_json::from_slice(&full.to_datadog_json()).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "title": "full.attrib", "text": "body \"text\"", "date_happened": 1_700_000_000,
+                "host": "127.0.0.1", "aggregation_key": "aggkey", "source_type_name": "mysource",
+                "tags": ["env:prod", "role:web"], "priority": "low", "alert_type": "warning"
+            })
+        );
+        // Defaults (and unknown enum values) are left out, as gostatsd's omitempty does.
+        let bare = EventV2 {
+            title: "t".into(),
+            priority: 7,
+            r#type: 9,
+            ..EventV2::default()
+        };
+        let v: serde_json::Value = serde_json::from_slice(&bare.to_datadog_json()).unwrap();
+        assert_eq!(v, serde_json::json!({"title": "t", "text": ""}));
+        // The result is a body the Datadog events intake accepts.
+        let mut body = full.to_datadog_json();
+        let mut scratch = crate::intake::accept::IntakeScratch::default();
+        let p = crate::intake::accept::accept_body_with(
+            &mut scratch,
+            crate::egress::Endpoint::Events,
+            crate::intake::decompress::Encoding::Identity,
+            &mut body,
+            crate::intake::accept::BodyLimits::for_endpoint(
+                crate::egress::Endpoint::Events,
+                1 << 20,
+                1 << 20,
+            ),
+            None,
+            |_| {},
+        )
+        .unwrap();
+        assert_eq!(p.series, 1);
     }
 
     #[test]

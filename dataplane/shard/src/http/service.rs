@@ -17,6 +17,22 @@
 //! wrong; 403, 404, 405, 408, 413, 415; `429` (too many bodies held on this shard) and
 //! `503` (a destination queue is full, or shutting down) with `Retry-After`.
 //!
+//! gostatsd's aggregator routes share the port (see `gostatsd()`'s doc for the rules, from
+//! gostatsd's `pkg/web/httpservers.go` and `pkg/web/http_receiver_v2.go`): `POST /v2/raw`
+//! (each series of the `RawMessageV2` folded into the shard's aggregates with
+//! `switchyard_core::intake::gostatsd::feed`, host = the value's `Hostname`, scope = the HTTP
+//! listener's), `POST /v2/event` (the `EventV2` converted to a Datadog events body and handed
+//! to the same `accept()` path as `/api/v1/events`, without a client API key), both answered
+//! 202 / 400 / 405 with an empty body as gostatsd does; `GET /healthcheck` and
+//! `GET /deepcheck` answered 200 `{"ok":[],"failed":[]}`. No API key, no `Content-Type`
+//! check. Their metrics: `switchyard_http_requests_total`, `_payloads_total`,
+//! `_series_total`, `_points_total`, `_wire_bytes_total`, `_decoded_bytes_total` with
+//! `endpoint="gostatsd_raw"` / `"gostatsd_event"`; `switchyard_gostatsd_errors_total{endpoint,
+//! reason}` (every answer but 202: `encoding`, `decompress`, `unmarshal`, `too_large`, `read`,
+//! `method_not_allowed`, `unavailable`); `switchyard_gostatsd_series_total{result,reason}`
+//! (series folded in, or refused by the aggregator with the statsd line reasons);
+//! `switchyard_gostatsd_health_checks_total`.
+//!
 //! The shard state is borrowed only in synchronous sections, never across an `.await`.
 
 use crate::ingest::ShardState;
@@ -37,9 +53,12 @@ use switchyard_core::intake::accept::{
     accept_body_with, for_each_stored_series, BodyLimits, IntakeScratch,
 };
 use switchyard_core::intake::decompress::Encoding;
+use switchyard_core::intake::gostatsd::{self as gsd, EventV2, RawDecoder, RawError, RawMessageV2};
 use switchyard_core::intake::BodyError;
 use switchyard_core::route::{series_hash, Input, InputKind, SinkSet};
-use switchyard_core::telemetry::HttpRefusal;
+use switchyard_core::telemetry::{
+    EndpointCounters, GostatsdFailure, GostatsdRoute, HttpCounters, HttpRefusal,
+};
 
 /// Resolved intake settings.
 #[derive(Debug, Clone)]
@@ -145,6 +164,11 @@ pub struct HttpContext {
     pub stop: Rc<Cell<bool>>,
     /// The `[http] listen` value: the listener name routes match with `match.input`.
     pub listener: String,
+    /// This listener's index among the route listeners (after the statsd listeners): the
+    /// scope `/v2/raw` series aggregate in.
+    pub listener_index: usize,
+    /// Reused decode buffer of the gostatsd routes (capped at `max_decompressed_bytes`).
+    pub gostatsd: RefCell<RawDecoder>,
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -235,9 +259,277 @@ pub async fn handle(
             HttpRefusal::MethodNotAllowed,
             "Method Not Allowed",
         ),
-        _ => refusal(&ctx, &st, HttpRefusal::NotFound, "Not Found"),
+        (method, None, _) => match (GostatsdRoute::from_path(path), path) {
+            (Some(route), _) => {
+                st.borrow_mut().counters.http.gostatsd.route(route).requests += 1;
+                if *method == Method::POST {
+                    let started = Instant::now();
+                    let r = gostatsd(&ctx, &st, &conn_buf, route, req).await;
+                    st.borrow_mut()
+                        .counters
+                        .http
+                        .latency
+                        .observe_ns(started.elapsed().as_nanos() as u64);
+                    r
+                } else {
+                    // gorilla/mux's answer to a method its route does not take.
+                    gsd_fail(&st, route, GostatsdFailure::MethodNotAllowed, 405)
+                }
+            }
+            (None, "/healthcheck" | "/deepcheck") if *method == Method::GET => {
+                st.borrow_mut().counters.http.gostatsd.health_checks += 1;
+                let mut r = Response::new(Full::new(Bytes::from_static(HEALTH_BODY)));
+                r.headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                r
+            }
+            (None, "/healthcheck" | "/deepcheck") => empty(405),
+            _ => refusal(&ctx, &st, HttpRefusal::NotFound, "Not Found"),
+        },
     };
     Ok(resp)
+}
+
+/// What gostatsd's aggregator answers `GET /healthcheck` and `GET /deepcheck` with (200,
+/// `application/json`): no checks, none failed (captured from gostatsd e5cc67e, see
+/// `shared/reference/captures/gostatsd/aggregator-responses.json`).
+const HEALTH_BODY: &[u8] = b"{\"ok\":[],\"failed\":[]}\n";
+
+/// A response with an empty body (`Content-Length: 0`), as gostatsd's handlers write them.
+fn empty(status: u16) -> Resp {
+    let mut r = Response::new(Full::new(Bytes::new()));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r
+}
+
+/// Counts a failed gostatsd request and answers `status` with an empty body (with
+/// `Retry-After` for push-back).
+fn gsd_fail(
+    st: &RefCell<ShardState>,
+    route: GostatsdRoute,
+    why: GostatsdFailure,
+    status: u16,
+) -> Resp {
+    st.borrow_mut().counters.http.gostatsd.fail(route, why);
+    empty(status)
+}
+
+fn gsd_failure(e: &RawError) -> GostatsdFailure {
+    match e {
+        RawError::Encoding(_) => GostatsdFailure::Encoding,
+        RawError::Decompress { .. } => GostatsdFailure::Decompress,
+        RawError::TooLarge { .. } => GostatsdFailure::TooLarge,
+        RawError::Unmarshal(_) => GostatsdFailure::Unmarshal,
+    }
+}
+
+/// `POST /v2/raw` and `POST /v2/event`, answered as gostatsd's aggregator does
+/// (`pkg/web/http_receiver_v2.go`, `MetricHandler` / `EventHandler` / `readBody`, routed by
+/// `pkg/web/httpservers.go`): the whole body is read, then `Content-Encoding` undone
+/// (absent, empty or `identity`; `deflate` = zlib; `lz4`), then the protobuf decoded; any
+/// failure there is 400 with an empty body, success 202 with an empty body, a body that
+/// cannot be read 500. No API key and no `Content-Type` check (gostatsd has neither).
+/// Switchyard's own bounds come first: `max_body_bytes` on the wire and
+/// `max_decompressed_bytes` decoded (413), `max_inflight_bytes` (429), the body read
+/// deadline (408), shutting down (503).
+async fn gostatsd(
+    ctx: &HttpContext,
+    st: &RefCell<ShardState>,
+    conn_buf: &RefCell<Vec<u8>>,
+    route: GostatsdRoute,
+    req: Request<Incoming>,
+) -> Resp {
+    let retry_later = |why, status| {
+        let mut r = gsd_fail(st, route, why, status);
+        r.headers_mut().insert(
+            RETRY_AFTER,
+            HeaderValue::from(ctx.settings.retry_after_secs),
+        );
+        r
+    };
+    if ctx.stop.get() {
+        return retry_later(GostatsdFailure::Unavailable, 503);
+    }
+    let limit = ctx.settings.max_body_bytes;
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return gsd_fail(st, route, GostatsdFailure::TooLarge, 413);
+    }
+    let reserve = declared.map_or(limit, |n| n as usize);
+    if ctx.inflight.get() + reserve > ctx.settings.max_inflight_bytes {
+        return retry_later(GostatsdFailure::Unavailable, 429);
+    }
+    ctx.inflight.set(ctx.inflight.get() + reserve);
+    let reservation = Reservation {
+        ctx,
+        bytes: reserve,
+    };
+    st.borrow_mut().counters.http.inflight_bytes = ctx.inflight.get() as u64;
+    // A value that is not text is no encoding gostatsd knows: 400 once the body is read.
+    let encoding = req
+        .headers()
+        .get(CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("?").to_string());
+
+    let mut buf = std::mem::take(&mut *conn_buf.borrow_mut());
+    buf.clear();
+    let read = glommio::timer::timeout(
+        ctx.settings.read_timeout,
+        read_body(req.into_body(), &mut buf, limit),
+    )
+    .await;
+    let mut durable_wait = None;
+    let resp = match read {
+        Err(_) => gsd_fail(st, route, GostatsdFailure::Read, 408),
+        Ok(BodyRead::Broken) => gsd_fail(st, route, GostatsdFailure::Read, 500),
+        Ok(BodyRead::TooLarge) => gsd_fail(st, route, GostatsdFailure::TooLarge, 413),
+        Ok(BodyRead::Complete) => match route {
+            GostatsdRoute::Raw => gostatsd_raw(ctx, st, encoding.as_deref(), &buf),
+            GostatsdRoute::Event => {
+                gostatsd_event(ctx, st, encoding.as_deref(), &buf, &mut durable_wait)
+            }
+        },
+    };
+    if buf.capacity() <= KEEP_BUFFER_BYTES {
+        *conn_buf.borrow_mut() = buf;
+    }
+    drop(reservation);
+    st.borrow_mut().counters.http.inflight_bytes = ctx.inflight.get() as u64;
+    match durable_wait {
+        Some(wait) => {
+            let r = answer_when_durable(ctx, st, empty(gsd::ACCEPTED), wait).await;
+            if r.status() != StatusCode::ACCEPTED {
+                st.borrow_mut()
+                    .counters
+                    .http
+                    .gostatsd
+                    .fail(route, GostatsdFailure::Unavailable);
+            }
+            r
+        }
+        None => resp,
+    }
+}
+
+/// Folds an accepted `/v2/raw` body into the shard's aggregates: each series with its own
+/// `Hostname` as host, in the HTTP listener's scope (see [`ShardState::listener_scope`]),
+/// refused series counted by the statsd line reasons.
+fn gostatsd_raw(
+    ctx: &HttpContext,
+    st: &RefCell<ShardState>,
+    encoding: Option<&str>,
+    body: &[u8],
+) -> Resp {
+    let route = GostatsdRoute::Raw;
+    let decoded = ctx
+        .gostatsd
+        .borrow_mut()
+        .decode_sized::<RawMessageV2>(encoding, body);
+    let (msg, decoded_bytes) = match decoded {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::debug!(error = %e, "gostatsd /v2/raw body refused");
+            return gsd_fail(st, route, gsd_failure(&e), e.status());
+        }
+    };
+    let mut s = st.borrow_mut();
+    // The shard's final flush runs once `stop` is set: series fed after it would be lost.
+    if ctx.stop.get() || s.sinks_closed() {
+        drop(s);
+        let mut r = gsd_fail(st, route, GostatsdFailure::Unavailable, 503);
+        r.headers_mut().insert(
+            RETRY_AFTER,
+            HeaderValue::from(ctx.settings.retry_after_secs),
+        );
+        return r;
+    }
+    s.refresh_routes();
+    let now = s.now_ns();
+    let scope = s.listener_scope(ctx.listener_index);
+    let out = gsd::feed(&msg, &mut s.agg, now, scope);
+    let g = &mut s.counters.http.gostatsd;
+    g.series_ok += out.ok;
+    for (a, b) in g.series_error.iter_mut().zip(out.rejected.iter()) {
+        *a += b;
+    }
+    let e = g.route(route);
+    e.payloads += 1;
+    e.series += out.ok;
+    e.points += out.ok;
+    e.wire_bytes += body.len() as u64;
+    e.decoded_bytes += decoded_bytes as u64;
+    empty(gsd::ACCEPTED)
+}
+
+/// Turns an accepted `/v2/event` body into a Datadog `/api/v1/events` payload and routes it
+/// as one posted there ([`accept`]), without a client API key (a Datadog sink uses its own
+/// `api_key_env`, else counts it `no_api_key`).
+fn gostatsd_event(
+    ctx: &HttpContext,
+    st: &RefCell<ShardState>,
+    encoding: Option<&str>,
+    body: &[u8],
+    durable_wait: &mut Option<futures_channel::oneshot::Receiver<bool>>,
+) -> Resp {
+    let route = GostatsdRoute::Event;
+    let decoded = ctx
+        .gostatsd
+        .borrow_mut()
+        .decode_sized::<EventV2>(encoding, body);
+    let (event, _) = match decoded {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::debug!(error = %e, "gostatsd /v2/event body refused");
+            return gsd_fail(st, route, gsd_failure(&e), e.status());
+        }
+    };
+    let mut json = event.to_datadog_json();
+    let wire = body.len() as u64;
+    let r = accept(
+        ctx,
+        st,
+        Endpoint::Events,
+        Encoding::Identity,
+        &mut json,
+        None,
+        Tally::Gostatsd(route, wire),
+        durable_wait,
+    );
+    match r.status().as_u16() {
+        202 => empty(gsd::ACCEPTED),
+        status => {
+            let why = match status {
+                413 => GostatsdFailure::TooLarge,
+                429 | 503 => GostatsdFailure::Unavailable,
+                // The converted event is always a valid events body.
+                _ => GostatsdFailure::Unmarshal,
+            };
+            st.borrow_mut().counters.http.gostatsd.fail(route, why);
+            r
+        }
+    }
+}
+
+/// Where [`accept`] counts an accepted payload.
+#[derive(Clone, Copy)]
+enum Tally {
+    /// Under its Datadog endpoint (the body as received).
+    Endpoint,
+    /// Under a gostatsd route, with the bytes received (the payload is converted).
+    Gostatsd(GostatsdRoute, u64),
+}
+
+impl Tally {
+    fn counters(self, ep: Endpoint, h: &mut HttpCounters) -> &mut EndpointCounters {
+        match self {
+            Tally::Endpoint => h.endpoint(ep),
+            Tally::Gostatsd(r, _) => h.gostatsd.route(r),
+        }
+    }
 }
 
 /// Releases reserved in-flight bytes when dropped (also on a cancelled request).
@@ -354,7 +646,16 @@ async fn intake(
             st.borrow_mut().counters.http.empty_bodies += 1;
             json(202, ep.success_body())
         }
-        Ok(BodyRead::Complete) => accept(ctx, st, ep, encoding, &mut buf, key, &mut durable_wait),
+        Ok(BodyRead::Complete) => accept(
+            ctx,
+            st,
+            ep,
+            encoding,
+            &mut buf,
+            Some(&key),
+            Tally::Endpoint,
+            &mut durable_wait,
+        ),
     };
     // Keep the buffer for the connection's next request unless it grew large: idle
     // keep-alive connections (up to max_connections) must not pin big buffers.
@@ -433,13 +734,15 @@ async fn read_body(
     Ok(BodyRead::Complete)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn accept(
     ctx: &HttpContext,
     st: &RefCell<ShardState>,
     ep: Endpoint,
     encoding: Encoding,
     buf: &mut [u8],
-    key: String,
+    key: Option<&str>,
+    tally: Tally,
     durable_wait: &mut Option<futures_channel::oneshot::Receiver<bool>>,
 ) -> Resp {
     let limits = BodyLimits::for_endpoint(
@@ -466,7 +769,7 @@ fn accept(
             encoding,
             buf,
             limits,
-            Some(ApiKey::new(&key)),
+            key.map(ApiKey::new),
             |i| {
                 top.observe(now, i.name, i.points);
                 let h = series_hash(i.name, i.tags.iter().copied(), i.host);
@@ -616,11 +919,15 @@ fn accept(
             }
         }
     }
-    let e = s.counters.http.endpoint(ep);
+    let e = tally.counters(ep, &mut s.counters.http);
     e.payloads += 1;
     e.series += series;
     e.points += points;
-    e.wire_bytes += wire;
+    // A gostatsd event counts the protobuf as received on the wire, the JSON routed decoded.
+    e.wire_bytes += match tally {
+        Tally::Endpoint => wire,
+        Tally::Gostatsd(_, received) => received,
+    };
     e.decoded_bytes += decoded;
     drop(s);
     if let Some((d, rx)) = durability {
