@@ -6,7 +6,8 @@ use super::Out;
 use switchyard_core::egress::Endpoint;
 use switchyard_core::statsd::LineError;
 use switchyard_core::telemetry::{
-    GostatsdFailure, GostatsdRoute, HttpConnectionError, HttpCounters, HttpRefusal, LATENCY_BUCKETS,
+    AggregatorFailure, AggregatorRoute, HttpConnectionError, HttpCounters, HttpRefusal,
+    LATENCY_BUCKETS,
 };
 
 /// Renders the intake counters.
@@ -45,7 +46,7 @@ pub(super) fn render(o: &mut Out, h: &HttpCounters) {
             let v = h.endpoints.get(ep.index()).map_or(0, field);
             o.value(name, &[("endpoint", ep.label())], v as f64);
         }
-        for r in GostatsdRoute::ALL {
+        for r in AggregatorRoute::ALL {
             let v = h.gostatsd.routes.get(r.index()).map_or(0, field);
             o.value(name, &[("endpoint", r.label())], v as f64);
         }
@@ -63,7 +64,7 @@ pub(super) fn render(o: &mut Out, h: &HttpCounters) {
             v as f64,
         );
     }
-    for r in GostatsdRoute::ALL {
+    for r in AggregatorRoute::ALL {
         let v = h
             .gostatsd
             .routes
@@ -179,15 +180,15 @@ pub(super) fn render(o: &mut Out, h: &HttpCounters) {
 /// The gostatsd routes' own families: failures by reason, series by result.
 fn gostatsd(o: &mut Out, h: &HttpCounters) {
     let g = &h.gostatsd;
-    let name = "switchyard_gostatsd_errors_total";
+    let name = "switchyard_aggregator_errors_total";
     o.family(
         name,
         "counter",
         "gostatsd route requests not answered 202, by reason (encoding, decompress, unmarshal: \
          400; too_large: 413; read: 408 or 500; method_not_allowed: 405; unavailable: 429 or 503).",
     );
-    for r in GostatsdRoute::ALL {
-        for f in GostatsdFailure::ALL {
+    for r in AggregatorRoute::ALL {
+        for f in AggregatorFailure::ALL {
             let v = g
                 .failures
                 .get(r.index())
@@ -201,7 +202,7 @@ fn gostatsd(o: &mut Out, h: &HttpCounters) {
             );
         }
     }
-    let name = "switchyard_gostatsd_series_total";
+    let name = "switchyard_aggregator_series_total";
     o.family(
         name,
         "counter",

@@ -242,24 +242,32 @@ impl EndpointCounters {
     }
 }
 
-/// A gostatsd aggregator route of the HTTP intake (`POST /v2/raw`, `POST /v2/event`).
+/// An aggregator route of the HTTP intake: gostatsd's (`POST /v2/raw`, `POST /v2/event`)
+/// and Switchyard's own (`POST /switchyard/v1/forward`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GostatsdRoute {
-    /// `POST /v2/raw`: a forwarder's consolidated metrics.
+pub enum AggregatorRoute {
+    /// `POST /v2/raw`: a gostatsd forwarder's consolidated metrics.
     Raw,
     /// `POST /v2/event`: one event.
     Event,
+    /// `POST /switchyard/v1/forward`: a Switchyard forwarder's consolidated metrics.
+    Forward,
 }
 
-impl GostatsdRoute {
-    /// Both routes, in label order.
-    pub const ALL: [GostatsdRoute; 2] = [GostatsdRoute::Raw, GostatsdRoute::Event];
+impl AggregatorRoute {
+    /// Every route, in label order.
+    pub const ALL: [AggregatorRoute; 3] = [
+        AggregatorRoute::Raw,
+        AggregatorRoute::Event,
+        AggregatorRoute::Forward,
+    ];
 
     /// The request path.
     pub fn path(self) -> &'static str {
         match self {
-            GostatsdRoute::Raw => "/v2/raw",
-            GostatsdRoute::Event => "/v2/event",
+            AggregatorRoute::Raw => "/v2/raw",
+            AggregatorRoute::Event => "/v2/event",
+            AggregatorRoute::Forward => "/switchyard/v1/forward",
         }
     }
 
@@ -271,22 +279,23 @@ impl GostatsdRoute {
     /// The `endpoint` label (beside the Datadog endpoints' labels).
     pub fn label(self) -> &'static str {
         match self {
-            GostatsdRoute::Raw => "gostatsd_raw",
-            GostatsdRoute::Event => "gostatsd_event",
+            AggregatorRoute::Raw => "gostatsd_raw",
+            AggregatorRoute::Event => "gostatsd_event",
+            AggregatorRoute::Forward => "switchyard_forward",
         }
     }
 
-    /// Index in [`GostatsdRoute::ALL`].
+    /// Index in [`AggregatorRoute::ALL`].
     pub fn index(self) -> usize {
         self as usize
     }
 }
 
-/// Why a gostatsd route did not answer 202: a bounded set
-/// (`switchyard_gostatsd_errors_total{endpoint,reason}`). The first four are gostatsd's own
+/// Why an aggregator route did not answer 202: a bounded set
+/// (`switchyard_aggregator_errors_total{endpoint,reason}`). The first four are gostatsd's own
 /// `failure:` reasons plus the decoded-size cap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GostatsdFailure {
+pub enum AggregatorFailure {
     /// An unknown `Content-Encoding` (400).
     Encoding,
     /// A corrupt compressed body (400).
@@ -301,69 +310,73 @@ pub enum GostatsdFailure {
     MethodNotAllowed,
     /// Push-back: too many bodies held (429), a destination full or shutting down (503).
     Unavailable,
+    /// Not the forward format's `Content-Type` (415; Switchyard's forward route only).
+    ContentType,
 }
 
-impl GostatsdFailure {
+impl AggregatorFailure {
     /// Number of reasons.
-    pub const COUNT: usize = 7;
+    pub const COUNT: usize = 8;
     /// Every reason, in label order.
-    pub const ALL: [GostatsdFailure; Self::COUNT] = [
-        GostatsdFailure::Encoding,
-        GostatsdFailure::Decompress,
-        GostatsdFailure::Unmarshal,
-        GostatsdFailure::TooLarge,
-        GostatsdFailure::Read,
-        GostatsdFailure::MethodNotAllowed,
-        GostatsdFailure::Unavailable,
+    pub const ALL: [AggregatorFailure; Self::COUNT] = [
+        AggregatorFailure::Encoding,
+        AggregatorFailure::Decompress,
+        AggregatorFailure::Unmarshal,
+        AggregatorFailure::TooLarge,
+        AggregatorFailure::Read,
+        AggregatorFailure::MethodNotAllowed,
+        AggregatorFailure::Unavailable,
+        AggregatorFailure::ContentType,
     ];
 
     /// The `reason` label.
     pub fn label(self) -> &'static str {
         match self {
-            GostatsdFailure::Encoding => "encoding",
-            GostatsdFailure::Decompress => "decompress",
-            GostatsdFailure::Unmarshal => "unmarshal",
-            GostatsdFailure::TooLarge => "too_large",
-            GostatsdFailure::Read => "read",
-            GostatsdFailure::MethodNotAllowed => "method_not_allowed",
-            GostatsdFailure::Unavailable => "unavailable",
+            AggregatorFailure::Encoding => "encoding",
+            AggregatorFailure::Decompress => "decompress",
+            AggregatorFailure::Unmarshal => "unmarshal",
+            AggregatorFailure::TooLarge => "too_large",
+            AggregatorFailure::Read => "read",
+            AggregatorFailure::MethodNotAllowed => "method_not_allowed",
+            AggregatorFailure::Unavailable => "unavailable",
+            AggregatorFailure::ContentType => "content_type",
         }
     }
 
-    /// Index in [`GostatsdFailure::ALL`].
+    /// Index in [`AggregatorFailure::ALL`].
     pub fn index(self) -> usize {
         self as usize
     }
 }
 
-/// The gostatsd aggregator routes' counters of one shard.
+/// The aggregator routes' counters of one shard.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct GostatsdCounters {
-    /// Per route, indexed by [`GostatsdRoute::index`]: requests, accepted payloads, series
+pub struct AggregatorCounters {
+    /// Per route, indexed by [`AggregatorRoute::index`]: requests, accepted payloads, series
     /// (events), bytes, rendered in the `switchyard_http_*_total{endpoint}` families.
-    pub routes: [EndpointCounters; GostatsdRoute::ALL.len()],
+    pub routes: [EndpointCounters; AggregatorRoute::ALL.len()],
     /// Per route and reason, requests not answered 202
-    /// (`switchyard_gostatsd_errors_total{endpoint,reason}`).
-    pub failures: [[u64; GostatsdFailure::COUNT]; GostatsdRoute::ALL.len()],
-    /// Series of accepted `/v2/raw` bodies folded into the aggregates
-    /// (`switchyard_gostatsd_series_total{result="ok"}`).
+    /// (`switchyard_aggregator_errors_total{endpoint,reason}`).
+    pub failures: [[u64; AggregatorFailure::COUNT]; AggregatorRoute::ALL.len()],
+    /// Series of accepted `/v2/raw` and forward bodies folded into the aggregates
+    /// (`switchyard_aggregator_series_total{result="ok"}`).
     pub series_ok: u64,
     /// Series the aggregator refused, by the statsd line reason
-    /// (`switchyard_gostatsd_series_total{result="error",reason}`).
+    /// (`switchyard_aggregator_series_total{result="error",reason}`).
     pub series_error: [u64; LineError::COUNT],
     /// `GET /healthcheck` and `GET /deepcheck` answered (`switchyard_gostatsd_health_checks_total`).
     pub health_checks: u64,
 }
 
-impl GostatsdCounters {
+impl AggregatorCounters {
     /// The counters of one route.
-    pub fn route(&mut self, r: GostatsdRoute) -> &mut EndpointCounters {
+    pub fn route(&mut self, r: AggregatorRoute) -> &mut EndpointCounters {
         let i = r.index().min(self.routes.len() - 1);
         &mut self.routes[i]
     }
 
     /// Counts a request of `r` that failed for `f`.
-    pub fn fail(&mut self, r: GostatsdRoute, f: GostatsdFailure) {
+    pub fn fail(&mut self, r: AggregatorRoute, f: AggregatorFailure) {
         if let Some(c) = self
             .failures
             .get_mut(r.index())
@@ -374,7 +387,7 @@ impl GostatsdCounters {
     }
 
     /// Adds `other` into `self`.
-    pub fn add(&mut self, o: &GostatsdCounters) {
+    pub fn add(&mut self, o: &AggregatorCounters) {
         for (a, b) in self.routes.iter_mut().zip(o.routes.iter()) {
             a.add(b);
         }
@@ -466,7 +479,7 @@ pub struct HttpCounters {
     /// (`switchyard_http_request_duration_seconds`).
     pub latency: LatencyHistogram,
     /// The gostatsd aggregator routes (`/v2/raw`, `/v2/event`, `/healthcheck`, `/deepcheck`).
-    pub gostatsd: GostatsdCounters,
+    pub gostatsd: AggregatorCounters,
 }
 
 impl HttpCounters {

@@ -36,8 +36,8 @@
 //! `switchyard_http_connections_open`, `switchyard_http_connection_errors_total{reason}`,
 //! `switchyard_http_inflight_bytes`, `switchyard_http_request_duration_seconds`; for the
 //! gostatsd aggregator routes (see [`service`]) the per-endpoint families with
-//! `endpoint="gostatsd_raw"` / `"gostatsd_event"`, `switchyard_gostatsd_errors_total{endpoint,
-//! reason}`, `switchyard_gostatsd_series_total{result,reason}` and
+//! `endpoint="gostatsd_raw"` / `"gostatsd_event"`, `switchyard_aggregator_errors_total{endpoint,
+//! reason}`, `switchyard_aggregator_series_total{result,reason}` and
 //! `switchyard_gostatsd_health_checks_total`.
 
 pub mod hyper_glommio;

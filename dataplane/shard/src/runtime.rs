@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchyard_core::aggregate::IntervalAggregator;
 use switchyard_core::config::{Config, ListenAddress, Listener as ListenerConfig};
+use switchyard_core::forward::{ForwardDecoder, ForwardLimits};
 use switchyard_core::intake::gostatsd::RawDecoder;
 use switchyard_core::route::RoutesCell;
 use switchyard_core::telemetry::Telemetry;
@@ -323,6 +324,7 @@ async fn shard_main(s: ShardSetup) {
     let mut http_task = None;
     if let (Some(listener), Some((_, settings, keys))) = (http_listener, s.http.clone()) {
         let max_decompressed = settings.max_decompressed_bytes;
+        let max_body = settings.max_body_bytes;
         let ctx = Rc::new(HttpContext {
             settings,
             keys,
@@ -332,6 +334,11 @@ async fn shard_main(s: ShardSetup) {
             listener: s.http_listener_name.clone(),
             listener_index: s.listeners.len(),
             gostatsd: RefCell::new(RawDecoder::new(max_decompressed)),
+            forward: RefCell::new(ForwardDecoder::new(ForwardLimits {
+                max_body_bytes: max_body,
+                max_decoded_bytes: max_decompressed,
+                ..ForwardLimits::default()
+            })),
         });
         let tls = s.http_tls.clone().map(futures_rustls::TlsAcceptor::from);
         let task = http::serve(listener, tls, ctx, st.clone(), stop.clone(), HTTP_DRAIN);

@@ -18,6 +18,7 @@ mod e2e {
     mod deadletter;
     mod deploy;
     mod durable;
+    mod forwarder;
     mod gostatsd;
     mod hostile_input;
     mod http;

@@ -27,11 +27,18 @@
 //! `GET /deepcheck` answered 200 `{"ok":[],"failed":[]}`. No API key, no `Content-Type`
 //! check. Their metrics: `switchyard_http_requests_total`, `_payloads_total`,
 //! `_series_total`, `_points_total`, `_wire_bytes_total`, `_decoded_bytes_total` with
-//! `endpoint="gostatsd_raw"` / `"gostatsd_event"`; `switchyard_gostatsd_errors_total{endpoint,
+//! `endpoint="gostatsd_raw"` / `"gostatsd_event"`; `switchyard_aggregator_errors_total{endpoint,
 //! reason}` (every answer but 202: `encoding`, `decompress`, `unmarshal`, `too_large`, `read`,
-//! `method_not_allowed`, `unavailable`); `switchyard_gostatsd_series_total{result,reason}`
+//! `method_not_allowed`, `unavailable`); `switchyard_aggregator_series_total{result,reason}`
 //! (series folded in, or refused by the aggregator with the statsd line reasons);
 //! `switchyard_gostatsd_health_checks_total`.
+//!
+//! Switchyard's own forwarders post to `POST /switchyard/v1/forward` (the same body rules,
+//! then `Content-Type: application/x-switchyard-forward` or 415, then the body decoded by
+//! `switchyard_core::forward::ForwardDecoder` within the `[http]` caps and its series folded
+//! into the shard's aggregates with `forward::feed`, host = the series' own): 202 with an
+//! empty body, or 400 / 413 / 415 with `{"errors":["<reason>"]}`. Counted as above with
+//! `endpoint="switchyard_forward"` (and the reason `content_type`).
 //!
 //! The shard state is borrowed only in synchronous sections, never across an `.await`.
 
@@ -49,6 +56,7 @@ use std::time::{Duration, Instant};
 use switchyard_core::config::HttpConfig;
 use switchyard_core::egress::{ApiKey, Durability, Egress, Endpoint, IntakePayload};
 use switchyard_core::encode::datadog_series::write_dd_series;
+use switchyard_core::forward::{self as fwd, ForwardDecoder, ForwardError};
 use switchyard_core::intake::accept::{
     accept_body_with, for_each_stored_series, BodyLimits, IntakeScratch,
 };
@@ -57,7 +65,7 @@ use switchyard_core::intake::gostatsd::{self as gsd, EventV2, RawDecoder, RawErr
 use switchyard_core::intake::BodyError;
 use switchyard_core::route::{series_hash, Input, InputKind, SinkSet};
 use switchyard_core::telemetry::{
-    EndpointCounters, GostatsdFailure, GostatsdRoute, HttpCounters, HttpRefusal,
+    AggregatorFailure, AggregatorRoute, EndpointCounters, HttpCounters, HttpRefusal,
 };
 
 /// Resolved intake settings.
@@ -169,6 +177,8 @@ pub struct HttpContext {
     pub listener_index: usize,
     /// Reused decode buffer of the gostatsd routes (capped at `max_decompressed_bytes`).
     pub gostatsd: RefCell<RawDecoder>,
+    /// Reused decoder of the Switchyard forward route (the `[http]` caps).
+    pub forward: RefCell<ForwardDecoder>,
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -259,7 +269,7 @@ pub async fn handle(
             HttpRefusal::MethodNotAllowed,
             "Method Not Allowed",
         ),
-        (method, None, _) => match (GostatsdRoute::from_path(path), path) {
+        (method, None, _) => match (AggregatorRoute::from_path(path), path) {
             (Some(route), _) => {
                 st.borrow_mut().counters.http.gostatsd.route(route).requests += 1;
                 if *method == Method::POST {
@@ -273,7 +283,7 @@ pub async fn handle(
                     r
                 } else {
                     // gorilla/mux's answer to a method its route does not take.
-                    gsd_fail(&st, route, GostatsdFailure::MethodNotAllowed, 405)
+                    gsd_fail(&st, route, AggregatorFailure::MethodNotAllowed, 405)
                 }
             }
             (None, "/healthcheck" | "/deepcheck") if *method == Method::GET => {
@@ -306,20 +316,20 @@ fn empty(status: u16) -> Resp {
 /// `Retry-After` for push-back).
 fn gsd_fail(
     st: &RefCell<ShardState>,
-    route: GostatsdRoute,
-    why: GostatsdFailure,
+    route: AggregatorRoute,
+    why: AggregatorFailure,
     status: u16,
 ) -> Resp {
     st.borrow_mut().counters.http.gostatsd.fail(route, why);
     empty(status)
 }
 
-fn gsd_failure(e: &RawError) -> GostatsdFailure {
+fn gsd_failure(e: &RawError) -> AggregatorFailure {
     match e {
-        RawError::Encoding(_) => GostatsdFailure::Encoding,
-        RawError::Decompress { .. } => GostatsdFailure::Decompress,
-        RawError::TooLarge { .. } => GostatsdFailure::TooLarge,
-        RawError::Unmarshal(_) => GostatsdFailure::Unmarshal,
+        RawError::Encoding(_) => AggregatorFailure::Encoding,
+        RawError::Decompress { .. } => AggregatorFailure::Decompress,
+        RawError::TooLarge { .. } => AggregatorFailure::TooLarge,
+        RawError::Unmarshal(_) => AggregatorFailure::Unmarshal,
     }
 }
 
@@ -336,7 +346,7 @@ async fn gostatsd(
     ctx: &HttpContext,
     st: &RefCell<ShardState>,
     conn_buf: &RefCell<Vec<u8>>,
-    route: GostatsdRoute,
+    route: AggregatorRoute,
     req: Request<Incoming>,
 ) -> Resp {
     let retry_later = |why, status| {
@@ -348,7 +358,7 @@ async fn gostatsd(
         r
     };
     if ctx.stop.get() {
-        return retry_later(GostatsdFailure::Unavailable, 503);
+        return retry_later(AggregatorFailure::Unavailable, 503);
     }
     let limit = ctx.settings.max_body_bytes;
     let declared = req
@@ -357,11 +367,11 @@ async fn gostatsd(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
-        return gsd_fail(st, route, GostatsdFailure::TooLarge, 413);
+        return gsd_fail(st, route, AggregatorFailure::TooLarge, 413);
     }
     let reserve = declared.map_or(limit, |n| n as usize);
     if ctx.inflight.get() + reserve > ctx.settings.max_inflight_bytes {
-        return retry_later(GostatsdFailure::Unavailable, 429);
+        return retry_later(AggregatorFailure::Unavailable, 429);
     }
     ctx.inflight.set(ctx.inflight.get() + reserve);
     let reservation = Reservation {
@@ -374,6 +384,10 @@ async fn gostatsd(
         .headers()
         .get(CONTENT_ENCODING)
         .map(|v| v.to_str().unwrap_or("?").to_string());
+    let content_type = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap_or("?").to_string());
 
     let mut buf = std::mem::take(&mut *conn_buf.borrow_mut());
     buf.clear();
@@ -384,14 +398,15 @@ async fn gostatsd(
     .await;
     let mut durable_wait = None;
     let resp = match read {
-        Err(_) => gsd_fail(st, route, GostatsdFailure::Read, 408),
-        Ok(BodyRead::Broken) => gsd_fail(st, route, GostatsdFailure::Read, 500),
-        Ok(BodyRead::TooLarge) => gsd_fail(st, route, GostatsdFailure::TooLarge, 413),
+        Err(_) => gsd_fail(st, route, AggregatorFailure::Read, 408),
+        Ok(BodyRead::Broken) => gsd_fail(st, route, AggregatorFailure::Read, 500),
+        Ok(BodyRead::TooLarge) => gsd_fail(st, route, AggregatorFailure::TooLarge, 413),
         Ok(BodyRead::Complete) => match route {
-            GostatsdRoute::Raw => gostatsd_raw(ctx, st, encoding.as_deref(), &buf),
-            GostatsdRoute::Event => {
+            AggregatorRoute::Raw => gostatsd_raw(ctx, st, encoding.as_deref(), &buf),
+            AggregatorRoute::Event => {
                 gostatsd_event(ctx, st, encoding.as_deref(), &buf, &mut durable_wait)
             }
+            AggregatorRoute::Forward => forward_body(ctx, st, content_type.as_deref(), &buf),
         },
     };
     if buf.capacity() <= KEEP_BUFFER_BYTES {
@@ -407,7 +422,7 @@ async fn gostatsd(
                     .counters
                     .http
                     .gostatsd
-                    .fail(route, GostatsdFailure::Unavailable);
+                    .fail(route, AggregatorFailure::Unavailable);
             }
             r
         }
@@ -424,7 +439,7 @@ fn gostatsd_raw(
     encoding: Option<&str>,
     body: &[u8],
 ) -> Resp {
-    let route = GostatsdRoute::Raw;
+    let route = AggregatorRoute::Raw;
     let decoded = ctx
         .gostatsd
         .borrow_mut()
@@ -440,7 +455,7 @@ fn gostatsd_raw(
     // The shard's final flush runs once `stop` is set: series fed after it would be lost.
     if ctx.stop.get() || s.sinks_closed() {
         drop(s);
-        let mut r = gsd_fail(st, route, GostatsdFailure::Unavailable, 503);
+        let mut r = gsd_fail(st, route, AggregatorFailure::Unavailable, 503);
         r.headers_mut().insert(
             RETRY_AFTER,
             HeaderValue::from(ctx.settings.retry_after_secs),
@@ -465,6 +480,79 @@ fn gostatsd_raw(
     empty(gsd::ACCEPTED)
 }
 
+fn forward_failure(e: ForwardError) -> AggregatorFailure {
+    match e {
+        ForwardError::ContentType => AggregatorFailure::ContentType,
+        ForwardError::BodyTooLarge { .. }
+        | ForwardError::DecodedTooLarge { .. }
+        | ForwardError::TooManySeries { .. } => AggregatorFailure::TooLarge,
+        ForwardError::Corrupt => AggregatorFailure::Decompress,
+        ForwardError::BadMagic
+        | ForwardError::UnsupportedVersion(_)
+        | ForwardError::ReservedBytes
+        | ForwardError::Invalid => AggregatorFailure::Unmarshal,
+    }
+}
+
+/// Folds an accepted Switchyard forward body into the shard's aggregates (each series with
+/// its own host, in the HTTP listener's scope); a body refused is answered with its reason.
+fn forward_body(
+    ctx: &HttpContext,
+    st: &RefCell<ShardState>,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Resp {
+    let route = AggregatorRoute::Forward;
+    let refuse = |e: ForwardError| {
+        tracing::debug!(error = %e, "forward body refused");
+        st.borrow_mut()
+            .counters
+            .http
+            .gostatsd
+            .fail(route, forward_failure(e));
+        json(e.status(), error_body(&e.to_string()))
+    };
+    if let Err(e) = fwd::check_content_type(content_type) {
+        return refuse(e);
+    }
+    let mut decoder = ctx.forward.borrow_mut();
+    let view = match decoder.decode(body) {
+        Ok(v) => v,
+        Err(e) => return refuse(e),
+    };
+    let mut s = st.borrow_mut();
+    // The shard's final flush runs once `stop` is set: series fed after it would be lost.
+    if ctx.stop.get() || s.sinks_closed() {
+        drop(s);
+        let mut r = gsd_fail(st, route, AggregatorFailure::Unavailable, 503);
+        r.headers_mut().insert(
+            RETRY_AFTER,
+            HeaderValue::from(ctx.settings.retry_after_secs),
+        );
+        return r;
+    }
+    s.refresh_routes();
+    let now = s.now_ns();
+    let scope = s.listener_scope(ctx.listener_index);
+    let out = fwd::feed(&view, &mut s.agg, now, scope);
+    let g = &mut s.counters.http.gostatsd;
+    g.series_ok += out.ok;
+    for (a, b) in g.series_error.iter_mut().zip(out.rejected.iter()) {
+        *a += b;
+    }
+    let e = g.route(route);
+    e.payloads += 1;
+    e.series += out.ok;
+    e.points += out.ok;
+    e.wire_bytes += body.len() as u64;
+    // The archive's size, as the header declared it (and the decoder checked).
+    e.decoded_bytes += body
+        .get(8..fwd::HEADER_LEN)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map_or(0, |b| u64::from(u32::from_le_bytes(b)));
+    empty(gsd::ACCEPTED)
+}
+
 /// Turns an accepted `/v2/event` body into a Datadog `/api/v1/events` payload and routes it
 /// as one posted there ([`accept`]), without a client API key (a Datadog sink uses its own
 /// `api_key_env`, else counts it `no_api_key`).
@@ -475,7 +563,7 @@ fn gostatsd_event(
     body: &[u8],
     durable_wait: &mut Option<futures_channel::oneshot::Receiver<bool>>,
 ) -> Resp {
-    let route = GostatsdRoute::Event;
+    let route = AggregatorRoute::Event;
     let decoded = ctx
         .gostatsd
         .borrow_mut()
@@ -503,10 +591,10 @@ fn gostatsd_event(
         202 => empty(gsd::ACCEPTED),
         status => {
             let why = match status {
-                413 => GostatsdFailure::TooLarge,
-                429 | 503 => GostatsdFailure::Unavailable,
+                413 => AggregatorFailure::TooLarge,
+                429 | 503 => AggregatorFailure::Unavailable,
                 // The converted event is always a valid events body.
-                _ => GostatsdFailure::Unmarshal,
+                _ => AggregatorFailure::Unmarshal,
             };
             st.borrow_mut().counters.http.gostatsd.fail(route, why);
             r
@@ -520,7 +608,7 @@ enum Tally {
     /// Under its Datadog endpoint (the body as received).
     Endpoint,
     /// Under a gostatsd route, with the bytes received (the payload is converted).
-    Gostatsd(GostatsdRoute, u64),
+    Gostatsd(AggregatorRoute, u64),
 }
 
 impl Tally {

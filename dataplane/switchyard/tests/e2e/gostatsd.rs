@@ -123,7 +123,7 @@ fn mixed_captures_flush_what_the_real_gostatsd_aggregator_sent() {
         });
         assert_accepted(&replay(sy.http, stem), stem);
         // m.c, m.g, m.s, m.t.
-        sy.wait_metric("switchyard_gostatsd_series_total{result=\"ok\"}", 4.0);
+        sy.wait_metric("switchyard_aggregator_series_total{result=\"ok\"}", 4.0);
         let all = sy.stop();
         assert_exactly_once(&all);
         assert!(all.iter().all(|s| s["interval"] == 3600.0), "{all:?}");
@@ -165,7 +165,7 @@ fn every_raw_capture_is_accepted_and_aggregates_as_the_forwarder_consolidated_it
         assert_accepted(&replay(sy.http, stem), stem);
     }
     // counters 4, gauges 4, sets 2, timers 2, dynamic headers 3; the startup message none.
-    sy.wait_metric("switchyard_gostatsd_series_total{result=\"ok\"}", 15.0);
+    sy.wait_metric("switchyard_aggregator_series_total{result=\"ok\"}", 15.0);
     for (series, v) in [
         (
             "switchyard_http_requests_total{endpoint=\"gostatsd_raw\"}",
@@ -179,7 +179,7 @@ fn every_raw_capture_is_accepted_and_aggregates_as_the_forwarder_consolidated_it
             "switchyard_http_series_total{endpoint=\"gostatsd_raw\"}",
             15.0,
         ),
-        ("switchyard_gostatsd_series_total{result=\"ok\"}", 15.0),
+        ("switchyard_aggregator_series_total{result=\"ok\"}", 15.0),
     ] {
         assert_metric(&sy, series, v);
     }
@@ -187,8 +187,8 @@ fn every_raw_capture_is_accepted_and_aggregates_as_the_forwarder_consolidated_it
     let errors: Vec<&str> = metrics
         .lines()
         .filter(|l| {
-            (l.starts_with("switchyard_gostatsd_errors_total{")
-                || l.starts_with("switchyard_gostatsd_series_total{result=\"error\""))
+            (l.starts_with("switchyard_aggregator_errors_total{")
+                || l.starts_with("switchyard_aggregator_series_total{result=\"error\""))
                 && !l.ends_with(" 0")
         })
         .collect();
@@ -236,8 +236,9 @@ fn gostatsd_routes_answer_as_gostatsd_does_on_every_error_path() {
     });
     let p = sy.http;
     let err = |route: &str, reason: &str, want: f64| {
-        let series =
-            format!("switchyard_gostatsd_errors_total{{endpoint=\"{route}\",reason=\"{reason}\"}}");
+        let series = format!(
+            "switchyard_aggregator_errors_total{{endpoint=\"{route}\",reason=\"{reason}\"}}"
+        );
         assert_metric(&sy, &series, want);
     };
     let pb = ["Content-Type: application/x-protobuf"];
@@ -367,7 +368,11 @@ fn gostatsd_routes_answer_as_gostatsd_does_on_every_error_path() {
         "switchyard_http_payloads_total{endpoint=\"gostatsd_raw\"}",
         3.0,
     );
-    assert_metric(&sy, "switchyard_gostatsd_series_total{result=\"ok\"}", 4.0);
+    assert_metric(
+        &sy,
+        "switchyard_aggregator_series_total{result=\"ok\"}",
+        4.0,
+    );
     let all = sy.stop();
     assert_eq!(harness::value(&all, "m.c.count", &["env:prod"]), 5.0);
 }

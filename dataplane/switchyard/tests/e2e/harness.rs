@@ -117,6 +117,9 @@ pub struct Options {
     pub flush_interval: String,
     /// Read the process's stdout into the log too (else it goes to /dev/null).
     pub stdout_to_log: bool,
+    /// The HTTP intake port (`None`: a free one), for a process that must come back on the
+    /// same address.
+    pub http_port: Option<u16>,
 }
 
 impl Default for Options {
@@ -135,6 +138,7 @@ impl Default for Options {
             control_extra: String::new(),
             flush_interval: "1h".into(),
             stdout_to_log: false,
+            http_port: None,
         }
     }
 }
@@ -188,7 +192,7 @@ impl Instance {
             free_udp_port(),
             free_udp_port(),
             free_tcp_port(),
-            free_tcp_port(),
+            opts.http_port.unwrap_or_else(free_tcp_port),
         );
         let out = dir.join("out/series.ndjson");
         let mut listen = vec![
