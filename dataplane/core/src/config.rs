@@ -1191,6 +1191,55 @@ mod tests {
     }
 
     #[test]
+    fn a_forwarder_section_adds_its_sink_and_needs_no_routes() {
+        let c = Config::from_toml(
+            "[forwarder]\naggregators = [\"http://a:8080/\", \"https://b\"]\ninterval = \"250ms\"\ntags = [\"region:x\"]\n",
+        )
+        .unwrap();
+        let f = c.forwarder.clone().unwrap();
+        assert_eq!(f.interval, Duration::from_millis(250));
+        assert_eq!(f.queue_batches, 600);
+        let SinkKind::Forward(s) = c.sinks[FORWARDER_SINK].kind() else {
+            panic!("{:?}", c.sinks[FORWARDER_SINK].kind());
+        };
+        assert_eq!(s.aggregators, f.aggregators);
+        assert_eq!(c.sinks[FORWARDER_SINK].max_in_flight, 1);
+        assert!(c.routes.is_empty());
+        for (src, key, msg) in [
+            ("[forwarder]\naggregators = []\n", "forwarder.aggregators", "at least one"),
+            (
+                "[forwarder]\naggregators = [\"agg:8080\"]\n",
+                "forwarder.aggregators[0]",
+                "not an http",
+            ),
+            (
+                "[forwarder]\naggregators = [\"http://a\"]\ninterval = \"1ms\"\n",
+                "forwarder.interval",
+                "at least 10ms",
+            ),
+            (
+                "[forwarder]\naggregators = [\"http://a\"]\ntags = [\"a,b\"]\n",
+                "forwarder.tags",
+                "not a tag",
+            ),
+            (
+                "[forwarder]\naggregators = [\"http://a\"]\n[sinks.forwarder]\ntype = \"blackhole\"\n",
+                "sinks.forwarder",
+                "rename",
+            ),
+            (
+                "[sinks.x]\ntype = \"forward\"\n[[routes]]\nname = \"r\"\nto = [\"x\"]\n",
+                "sinks.x.type",
+                "[forwarder]",
+            ),
+        ] {
+            let e = Config::from_toml(src).unwrap_err();
+            assert_eq!(e.key, key, "{src}: {e}");
+            assert!(e.message.contains(msg), "{src}: {e}");
+        }
+    }
+
+    #[test]
     fn a_workers_only_host_needs_no_routes() {
         let base = "[sinks.stream]\ntype = \"local_log\"\ndir = \"/tmp/l\"\n[sinks.f]\ntype = \"file\"\npath = \"/tmp/f\"\n";
         let e = Config::from_toml(base).unwrap_err();
