@@ -13,34 +13,15 @@ in (`switchyard_aggregator_series_total{result="ok"}`) per second of load.
 Usage: benches/load/forwarder.py [--rates 1e6,2e6] [--duration 10] [--reps 3] [--series 10000]
 Only loopback traffic; every run is bounded by --duration.
 """
-import argparse, json, os, signal, socket, statistics, subprocess, tempfile, time, urllib.request
+import argparse, json, os, signal, socket, statistics, subprocess, sys, tempfile, time, urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from statsd import cpu_seconds, flushed_counter_sum, free_port, metric  # noqa: E402  (the same helpers)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
 BIN = os.path.join(TARGET, "release/switchyard")
 LOADGEN = os.path.join(TARGET, "release/loadgen")
-
-
-def free_port(kind):
-    s = socket.socket(socket.AF_INET, kind)
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def metric(port, name):
-    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    for line in body.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return 0.0
 
 
 def start(cpu, cfg, ctl):
@@ -86,16 +67,7 @@ max_series_per_shard = 4000000\n[http]\nlisten = ""\n[control]\nlisten = "127.0.
     agg_series = metric(a_ctl, 'switchyard_aggregator_series_total{result="ok"}')
     agg.send_signal(signal.SIGTERM)
     agg.wait(timeout=60)
-    rates, counts = set(), {}
-    with open(out) as f:
-        for line in f:
-            s = json.loads(line)
-            key = (s["metric"], tuple(s.get("tags", [])), s.get("host", ""))
-            if s["type"] == "rate" and not s["metric"].endswith(".count_ps"):
-                rates.add((s["metric"] + ".count",) + key[1:])
-            elif s["metric"].endswith(".count"):
-                counts[key] = counts.get(key, 0.0) + s["points"][0][1]
-    processed = sum(v for k, v in counts.items() if k in rates)
+    processed = flushed_counter_sum(out)
     sent = summary["sent_counter_value_sum"]
     loss = 1.0 - processed / sent if sent else 0.0
     subprocess.run(["rm", "-rf", d])

@@ -39,6 +39,20 @@ def metric(port, name):
     return 0.0
 
 
+def flushed_counter_sum(path):
+    """Sum of the flushed `.count` values of the counter series in an NDJSON sink file."""
+    rates, counts = set(), {}
+    with open(path) as f:
+        for line in f:
+            s = json.loads(line)
+            key = (s["metric"], tuple(s.get("tags", [])), s.get("host", ""))
+            if s["type"] == "rate" and not s["metric"].endswith(".count_ps"):
+                rates.add((s["metric"] + ".count",) + key[1:])
+            elif s["metric"].endswith(".count"):
+                counts[key] = counts.get(key, 0.0) + s["points"][0][1]
+    return sum(v for k, v in counts.items() if k in rates)
+
+
 def run_once(rate, duration, series, tags):
     d = tempfile.mkdtemp(prefix="sy-bench-")
     udp, ctl = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
@@ -69,16 +83,7 @@ flush_interval = "2s"\nexpiry_interval = "0s"\nmax_series_per_shard = 4000000\n
     drops = metric(ctl, "switchyard_statsd_kernel_drops_total")
     sy.send_signal(signal.SIGTERM)
     sy.wait(timeout=60)
-    rates, counts = set(), {}
-    with open(out) as f:
-        for line in f:
-            s = json.loads(line)
-            key = (s["metric"], tuple(s.get("tags", [])), s.get("host", ""))
-            if s["type"] == "rate" and not s["metric"].endswith(".count_ps"):
-                rates.add((s["metric"] + ".count",) + key[1:])
-            elif s["metric"].endswith(".count"):
-                counts[key] = counts.get(key, 0.0) + s["points"][0][1]
-    processed = sum(v for k, v in counts.items() if k in rates)
+    processed = flushed_counter_sum(out)
     sent = summary["sent_counter_value_sum"]
     loss = 1.0 - processed / sent if sent else 0.0
     subprocess.run(["rm", "-rf", d])

@@ -32,12 +32,14 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use switchyard_core::aggregate::{OwnerStore, Partials};
+use switchyard_core::aggregate::{FlushStats, OwnerStore, Partials};
 use switchyard_core::distinct::Distinct;
-use switchyard_core::egress::ForwardItem;
+use switchyard_core::egress::{Egress, ForwardItem};
 use switchyard_core::model::SeriesBatch;
 use switchyard_core::route::SinkSet;
 use switchyard_core::telemetry::Telemetry;
+use switchyard_core::telemetry::{FlushCounters, SinkEnqueueCounters};
+use switchyard_sinks::SinkHandle;
 
 /// One shard's partials for one owner, for one round.
 #[derive(Debug)]
@@ -249,26 +251,37 @@ async fn flush_round(
                 let (Some(Some(sink)), Some(sc)) = (sinks.get(i), c.sinks.get_mut(i)) else {
                     continue;
                 };
-                match sink
-                    .tx
-                    .try_send(switchyard_core::egress::Egress::Series(part.clone()))
-                {
-                    Ok(()) => {
-                        sc.batches_enqueued += 1;
-                        sc.values_enqueued += values;
-                    }
-                    Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                        sc.batches_dropped_full += 1;
-                        sc.values_dropped_full += values;
-                        refused.push((set, i));
-                        tracing::warn!(sink = %sink.name, values, "sink queue full: batch dropped");
-                    }
+                if !offer(sink, sc, Egress::Series(part.clone()), values) {
+                    refused.push((set, i));
                 }
             }
         }
         count_distinct(router.batch_series(), distinct, &refused);
     }
-    let f = &mut c.flush;
+    count_flush(&mut c.flush, started, fs);
+    all_last
+}
+
+/// Offers `item` (`values` values) to a sink's queue without waiting: counted enqueued, or
+/// dropped `queue_full` (logged). Returns whether the queue took it.
+fn offer(sink: &SinkHandle, sc: &mut SinkEnqueueCounters, item: Egress, values: u64) -> bool {
+    match sink.tx.try_send(item) {
+        Ok(()) => {
+            sc.batches_enqueued += 1;
+            sc.values_enqueued += values;
+            true
+        }
+        Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+            sc.batches_dropped_full += 1;
+            sc.values_dropped_full += values;
+            tracing::warn!(sink = %sink.name, values, "sink queue full: batch dropped");
+            false
+        }
+    }
+}
+
+/// Counts one flush round that took since `started` and did `fs`.
+fn count_flush(f: &mut FlushCounters, started: Instant, fs: FlushStats) {
     f.flushes += 1;
     let d = started.elapsed().as_nanos() as u64;
     f.last_duration_ns = d;
@@ -277,7 +290,6 @@ async fn flush_round(
     f.values_emitted += fs.values_emitted;
     f.series_expired += fs.series_expired;
     f.series_active = fs.series_active;
-    all_last
 }
 
 /// Forwarder mode: hands the owner's consolidated part of the interval to the `forward`
@@ -294,22 +306,14 @@ fn forward(cfg: &FlushConfig, st: &Rc<RefCell<ShardState>>, part: Partials, star
             h.as_ref()
                 .is_some_and(|h| h.name == switchyard_core::config::FORWARDER_SINK)
         });
-        let item = switchyard_core::egress::Egress::Forward(Arc::new(ForwardItem {
+        let item = Egress::Forward(Arc::new(ForwardItem {
             partials: part,
             interval: cfg.interval,
         }));
         match slot.and_then(|i| Some((sinks.get(i)?.as_ref()?, c.sinks.get_mut(i)?))) {
-            Some((sink, sc)) => match sink.tx.try_send(item) {
-                Ok(()) => {
-                    sc.batches_enqueued += 1;
-                    sc.values_enqueued += n;
-                }
-                Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                    sc.batches_dropped_full += 1;
-                    sc.values_dropped_full += n;
-                    tracing::warn!(sink = %sink.name, values = n, "forwarder queue full: interval dropped");
-                }
-            },
+            Some((sink, sc)) => {
+                offer(sink, sc, item, n);
+            }
             // Not expected: the config adds the sink whenever it sets forwarder mode.
             None => tracing::error!(
                 values = n,
@@ -317,13 +321,12 @@ fn forward(cfg: &FlushConfig, st: &Rc<RefCell<ShardState>>, part: Partials, star
             ),
         }
     }
-    let f = &mut c.flush;
-    f.flushes += 1;
-    let d = started.elapsed().as_nanos() as u64;
-    f.last_duration_ns = d;
-    f.total_duration_ns += d;
-    f.series_emitted += n;
-    f.values_emitted += n;
+    let fs = FlushStats {
+        series_emitted: n,
+        values_emitted: n,
+        ..FlushStats::default()
+    };
+    count_flush(&mut c.flush, started, fs);
 }
 
 /// Inserts each routed series' hash into the distinct counter of every sink that took the

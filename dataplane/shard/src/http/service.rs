@@ -53,6 +53,7 @@ use std::convert::Infallible;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use switchyard_core::aggregate::{FeedOutcome, IntervalAggregator};
 use switchyard_core::config::HttpConfig;
 use switchyard_core::egress::{ApiKey, Durability, Egress, Endpoint, IntakePayload};
 use switchyard_core::encode::datadog_series::write_dd_series;
@@ -451,8 +452,25 @@ fn gostatsd_raw(
             return gsd_fail(st, route, gsd_failure(&e), e.status());
         }
     };
+    let decoded = decoded_bytes as u64;
+    fold_into_aggregates(ctx, st, route, body.len(), decoded, |agg, now, scope| {
+        gsd::feed(&msg, agg, now, scope)
+    })
+}
+
+/// Folds a decoded aggregator-route body into the shard's aggregates with `feed(agg, now,
+/// scope)` (in the HTTP listener's scope, see [`ShardState::listener_scope`]) and counts
+/// it: 202, or 503 with `Retry-After` once the shard is stopping (its final flush runs once
+/// `stop` is set: series fed after it would be lost).
+fn fold_into_aggregates(
+    ctx: &HttpContext,
+    st: &RefCell<ShardState>,
+    route: AggregatorRoute,
+    wire_bytes: usize,
+    decoded_bytes: u64,
+    feed: impl FnOnce(&mut IntervalAggregator, u64, u8) -> FeedOutcome,
+) -> Resp {
     let mut s = st.borrow_mut();
-    // The shard's final flush runs once `stop` is set: series fed after it would be lost.
     if ctx.stop.get() || s.sinks_closed() {
         drop(s);
         let mut r = gsd_fail(st, route, AggregatorFailure::Unavailable, 503);
@@ -465,7 +483,7 @@ fn gostatsd_raw(
     s.refresh_routes();
     let now = s.now_ns();
     let scope = s.listener_scope(ctx.listener_index);
-    let out = gsd::feed(&msg, &mut s.agg, now, scope);
+    let out = feed(&mut s.agg, now, scope);
     let g = &mut s.counters.http.gostatsd;
     g.series_ok += out.ok;
     for (a, b) in g.series_error.iter_mut().zip(out.rejected.iter()) {
@@ -475,8 +493,8 @@ fn gostatsd_raw(
     e.payloads += 1;
     e.series += out.ok;
     e.points += out.ok;
-    e.wire_bytes += body.len() as u64;
-    e.decoded_bytes += decoded_bytes as u64;
+    e.wire_bytes += wire_bytes as u64;
+    e.decoded_bytes += decoded_bytes;
     empty(gsd::ACCEPTED)
 }
 
@@ -520,37 +538,14 @@ fn forward_body(
         Ok(v) => v,
         Err(e) => return refuse(e),
     };
-    let mut s = st.borrow_mut();
-    // The shard's final flush runs once `stop` is set: series fed after it would be lost.
-    if ctx.stop.get() || s.sinks_closed() {
-        drop(s);
-        let mut r = gsd_fail(st, route, AggregatorFailure::Unavailable, 503);
-        r.headers_mut().insert(
-            RETRY_AFTER,
-            HeaderValue::from(ctx.settings.retry_after_secs),
-        );
-        return r;
-    }
-    s.refresh_routes();
-    let now = s.now_ns();
-    let scope = s.listener_scope(ctx.listener_index);
-    let out = fwd::feed(&view, &mut s.agg, now, scope);
-    let g = &mut s.counters.http.gostatsd;
-    g.series_ok += out.ok;
-    for (a, b) in g.series_error.iter_mut().zip(out.rejected.iter()) {
-        *a += b;
-    }
-    let e = g.route(route);
-    e.payloads += 1;
-    e.series += out.ok;
-    e.points += out.ok;
-    e.wire_bytes += body.len() as u64;
     // The archive's size, as the header declared it (and the decoder checked).
-    e.decoded_bytes += body
+    let decoded = body
         .get(8..fwd::HEADER_LEN)
         .and_then(|b| <[u8; 4]>::try_from(b).ok())
         .map_or(0, |b| u64::from(u32::from_le_bytes(b)));
-    empty(gsd::ACCEPTED)
+    fold_into_aggregates(ctx, st, route, body.len(), decoded, |agg, now, scope| {
+        fwd::feed(&view, agg, now, scope)
+    })
 }
 
 /// Turns an accepted `/v2/event` body into a Datadog `/api/v1/events` payload and routes it
