@@ -873,6 +873,7 @@ impl Config {
             let mut sink = SinkConfig::spool();
             sink.sink_type = SinkType::Forward;
             sink.queue_batches = f.queue_batches;
+            sink.queue_max_bytes = f.queue_max_bytes;
             sink.request_timeout = f.request_timeout;
             // One request at a time, in order: a batch held back by a retry must not be
             // overtaken by a later one (gauges would go back in time at the aggregator).

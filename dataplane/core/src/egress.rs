@@ -36,6 +36,52 @@ pub struct ForwardItem {
     pub partials: crate::aggregate::Partials,
     /// The forwarder's flush interval.
     pub interval: std::time::Duration,
+    /// Heap bytes the partials hold (an estimate: keys, entries, timer values, set
+    /// members), reserved against the sink's `queue_max_bytes` while the item is queued.
+    pub heap_bytes: u64,
+}
+
+impl ForwardItem {
+    /// An item for `partials`, with its [`ForwardItem::heap_bytes`].
+    pub fn new(partials: crate::aggregate::Partials, interval: std::time::Duration) -> Self {
+        let p = &partials;
+        let entry = |key: &crate::aggregate::SeriesKey, size: usize| key.heap_bytes() + size;
+        let counters: usize = p
+            .counters
+            .iter()
+            .map(|e| entry(&e.key, std::mem::size_of_val(e)))
+            .sum();
+        let gauges: usize = p
+            .gauges
+            .iter()
+            .map(|e| entry(&e.key, std::mem::size_of_val(e)))
+            .sum();
+        let timers: usize = p
+            .timers
+            .iter()
+            .map(|e| {
+                entry(
+                    &e.key,
+                    std::mem::size_of_val(e) + e.val.values.capacity() * 8,
+                )
+            })
+            .sum();
+        let sets: usize = p
+            .sets
+            .iter()
+            .map(|e| {
+                entry(
+                    &e.key,
+                    std::mem::size_of_val(e) + e.val.members.capacity() * 16,
+                )
+            })
+            .sum();
+        Self {
+            heap_bytes: (counters + gauges + timers + sets) as u64,
+            partials,
+            interval,
+        }
+    }
 }
 
 impl Egress {

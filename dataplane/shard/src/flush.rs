@@ -306,13 +306,19 @@ fn forward(cfg: &FlushConfig, st: &Rc<RefCell<ShardState>>, part: Partials, star
             h.as_ref()
                 .is_some_and(|h| h.name == switchyard_core::config::FORWARDER_SINK)
         });
-        let item = Egress::Forward(Arc::new(ForwardItem {
-            partials: part,
-            interval: cfg.interval,
-        }));
+        let item = ForwardItem::new(part, cfg.interval);
+        let bytes = item.heap_bytes;
         match slot.and_then(|i| Some((sinks.get(i)?.as_ref()?, c.sinks.get_mut(i)?))) {
+            // Held in memory while the aggregators are down: bounded in bytes as well as
+            // in items (`queue_max_bytes`), the worker releases the reservation.
             Some((sink, sc)) => {
-                offer(sink, sc, item, n);
+                if !sink.reserve(bytes) {
+                    sc.batches_dropped_full += 1;
+                    sc.values_dropped_full += n;
+                    tracing::warn!(sink = %sink.name, values = n, bytes, "forwarder queue full: interval dropped");
+                } else if !offer(sink, sc, Egress::Forward(Arc::new(item)), n) {
+                    sink.release(bytes);
+                }
             }
             // Not expected: the config adds the sink whenever it sets forwarder mode.
             None => tracing::error!(

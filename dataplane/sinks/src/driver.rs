@@ -595,6 +595,12 @@ impl Worker {
                 ctx.tally.split_bytes(bytes, &self.stats);
                 self.stats.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
             }
+            if let Egress::Forward(f) = &item {
+                // The flush reserved it (not payload bytes: no byte ledger).
+                self.stats
+                    .queued_bytes
+                    .fetch_sub(f.heap_bytes, Ordering::Relaxed);
+            }
             if self.rx.is_empty() {
                 let _ = sink.flush();
             }

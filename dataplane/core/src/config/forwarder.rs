@@ -34,6 +34,11 @@ pub struct ForwarderConfig {
     /// `queue_full`.
     #[serde(default = "default_queue_batches")]
     pub queue_batches: usize,
+    /// Bytes of consolidated aggregates (keys, values) held at most while they wait; past
+    /// it an interval is dropped, counted `queue_full` (one interval is always taken when
+    /// nothing waits).
+    #[serde(default = "default_queue_max_bytes")]
+    pub queue_max_bytes: u64,
     /// Per-request timeout.
     #[serde(default = "default_request_timeout", with = "humantime_serde")]
     pub request_timeout: Duration,
@@ -55,6 +60,7 @@ impl Default for ForwarderConfig {
             tags: Vec::new(),
             name: None,
             queue_batches: default_queue_batches(),
+            queue_max_bytes: default_queue_max_bytes(),
             request_timeout: default_request_timeout(),
             down_for: default_down_for(),
             ca_file: None,
@@ -68,6 +74,10 @@ fn default_interval() -> Duration {
 
 fn default_queue_batches() -> usize {
     600
+}
+
+fn default_queue_max_bytes() -> u64 {
+    256 << 20
 }
 
 fn default_request_timeout() -> Duration {
@@ -106,6 +116,9 @@ impl ForwarderConfig {
         }
         if self.queue_batches == 0 {
             return Err((".queue_batches".into(), "must be greater than 0".into()));
+        }
+        if self.queue_max_bytes == 0 {
+            return Err((".queue_max_bytes".into(), "must be greater than 0".into()));
         }
         if let Some(t) = self.tags.iter().find(|t| t.is_empty() || t.contains(',')) {
             return Err((
