@@ -2,8 +2,9 @@
 //! share.
 //!
 //! Shards hand each sink [`Egress`](switchyard_core::egress::Egress) items: flushed statsd
-//! [`SeriesBatch`](switchyard_core::model::SeriesBatch)es and accepted HTTP intake payloads,
-//! both behind an `Arc` shared by every sink they are routed to. Each sink has its own
+//! [`SeriesBatch`](switchyard_core::model::SeriesBatch)es and accepted HTTP intake payloads
+//! (and, in forwarder mode, consolidated partial aggregates for the `forward` sink), all
+//! behind an `Arc` shared by every sink they are routed to. Each sink has its own
 //! bounded crossbeam queue, fed with `try_send`: a full queue drops the item and the shard
 //! counts it, so a slow sink never blocks a shard. Each sink runs its own workers
 //! ([`driver`]): `max_in_flight` for HTTP sinks (bounded requests in flight; a slow or failing
@@ -22,8 +23,10 @@
 //!
 //! Sinks: `file` and `stdout` (NDJSON v1 series), `blackhole`, `datadog` (series as
 //! `/api/v1/series`, payloads passed through), `signalfx` (translated to `/v2/datapoint`,
-//! JSON or protobuf), and, with the cargo feature `kafka`, `kafka` (stream records on a Kafka
-//! topic, see the `sink::kafka` module). HTTP sinks speak HTTPS with rustls: Mozilla's roots
+//! JSON or protobuf), `kinesis` and `local_log` (stream records), `forward` (a forwarder's
+//! consolidated aggregates to its aggregators, added by `[forwarder]`, see
+//! [`sink::forward`]), and, with the cargo feature `kafka`, `kafka` (stream records on a
+//! Kafka topic, see the `sink::kafka` module). HTTP sinks speak HTTPS with rustls: Mozilla's roots
 //! plus `ca_file`. Components are a closed enum ([`AnySink`]) dispatched by `match`.
 //!
 //! ## Adding a sink
