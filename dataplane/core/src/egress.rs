@@ -1,7 +1,8 @@
 //! What the shards hand to the sinks: flushed statsd aggregates and accepted HTTP intake
-//! payloads, on the same bounded per-sink queues.
+//! payloads, on the same bounded per-sink queues, and, in forwarder mode, the consolidated
+//! partial aggregates of an interval ([`ForwardItem`], for the `forward` sink only).
 //!
-//! Both are behind an `Arc`, so one payload routed to several sinks is shared, never
+//! All are behind an `Arc`, so one payload routed to several sinks is shared, never
 //! copied. An [`IntakePayload`] holds the validated request body once, as a [`StoredBody`]:
 //! the client's own gzip or zlib bytes when they are exactly one stream (then a Datadog sink
 //! that compresses the same way forwards them untouched, with no decode and no

@@ -10,6 +10,12 @@
 //! with `try_send` (a full queue is counted, never waited on).
 //! This is gostatsd's `MetricMap.Split`, done once per flush, never per line.
 //!
+//! Forwarder mode (`[forwarder]`, every `[forwarder] interval`): the owner consolidates its
+//! own part and its peers' with `Partials::absorb` instead of merging them into the store,
+//! and offers the result, as one `Egress::Forward`, to the `forwarder` sink, after reserving
+//! its estimated heap bytes against the sink's `queue_max_bytes` (counted `queue_full` when
+//! refused). Routes do not apply to it.
+//!
 //! Shutdown: when the shutdown flag is seen, the shard stops its receive loops, drains what
 //! the kernel already queued, and runs final rounds until every shard has sent a final part,
 //! so nothing accepted is left behind in a partial.
