@@ -362,24 +362,11 @@ async fn gostatsd(
         return retry_later(AggregatorFailure::Unavailable, 503);
     }
     let limit = ctx.settings.max_body_bytes;
-    let declared = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return gsd_fail(st, route, AggregatorFailure::TooLarge, 413);
-    }
-    let reserve = declared.map_or(limit, |n| n as usize);
-    if ctx.inflight.get() + reserve > ctx.settings.max_inflight_bytes {
-        return retry_later(AggregatorFailure::Unavailable, 429);
-    }
-    ctx.inflight.set(ctx.inflight.get() + reserve);
-    let reservation = Reservation {
-        ctx,
-        bytes: reserve,
+    let reservation = match reserve_body(ctx, st, &req, limit) {
+        Ok(r) => r,
+        Err(BodyRefusal::TooLarge) => return gsd_fail(st, route, AggregatorFailure::TooLarge, 413),
+        Err(BodyRefusal::Overloaded) => return retry_later(AggregatorFailure::Unavailable, 429),
     };
-    st.borrow_mut().counters.http.inflight_bytes = ctx.inflight.get() as u64;
     // A value that is not text is no encoding gostatsd knows: 400 once the body is read.
     let encoding = req
         .headers()
@@ -629,6 +616,42 @@ impl Drop for Reservation<'_> {
     }
 }
 
+/// Why [`reserve_body`] refused a request before reading its body.
+enum BodyRefusal {
+    /// `Content-Length` is over the limit (413).
+    TooLarge,
+    /// The shard holds `max_inflight_bytes` of bodies already (429).
+    Overloaded,
+}
+
+/// Reserves what a request's body may take (its `Content-Length`, else `limit`) against
+/// the shard's `max_inflight_bytes` before it is read; released when the reservation drops.
+fn reserve_body<'a>(
+    ctx: &'a HttpContext,
+    st: &RefCell<ShardState>,
+    req: &Request<Incoming>,
+    limit: usize,
+) -> Result<Reservation<'a>, BodyRefusal> {
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(BodyRefusal::TooLarge);
+    }
+    let reserve = declared.map_or(limit, |n| n as usize);
+    if ctx.inflight.get() + reserve > ctx.settings.max_inflight_bytes {
+        return Err(BodyRefusal::Overloaded);
+    }
+    ctx.inflight.set(ctx.inflight.get() + reserve);
+    st.borrow_mut().counters.http.inflight_bytes = ctx.inflight.get() as u64;
+    Ok(Reservation {
+        ctx,
+        bytes: reserve,
+    })
+}
+
 async fn intake(
     ctx: &HttpContext,
     st: &RefCell<ShardState>,
@@ -667,34 +690,24 @@ async fn intake(
         ctx.settings.max_body_bytes,
         ctx.settings.max_decompressed_bytes,
     );
-    let declared = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limits.compressed as u64) {
-        let msg = format!(
-            "payload too large: more than {} bytes on the wire",
-            limits.compressed
-        );
-        return refusal(ctx, st, HttpRefusal::TooLarge, &msg);
-    }
-    // Reserve what the body may take before reading it.
-    let reserve = declared.map_or(limits.compressed, |n| n as usize);
-    if ctx.inflight.get() + reserve > ctx.settings.max_inflight_bytes {
-        return refusal(
-            ctx,
-            st,
-            HttpRefusal::Overloaded,
-            "Too many requests in progress: retry later",
-        );
-    }
-    ctx.inflight.set(ctx.inflight.get() + reserve);
-    let reservation = Reservation {
-        ctx,
-        bytes: reserve,
+    let reservation = match reserve_body(ctx, st, &req, limits.compressed) {
+        Ok(r) => r,
+        Err(BodyRefusal::TooLarge) => {
+            let msg = format!(
+                "payload too large: more than {} bytes on the wire",
+                limits.compressed
+            );
+            return refusal(ctx, st, HttpRefusal::TooLarge, &msg);
+        }
+        Err(BodyRefusal::Overloaded) => {
+            return refusal(
+                ctx,
+                st,
+                HttpRefusal::Overloaded,
+                "Too many requests in progress: retry later",
+            )
+        }
     };
-    st.borrow_mut().counters.http.inflight_bytes = ctx.inflight.get() as u64;
 
     let mut buf = std::mem::take(&mut *conn_buf.borrow_mut());
     buf.clear();
